@@ -1,0 +1,275 @@
+"""The hook that applies a :class:`~mmet.curriculum.Curriculum` to a Runner.
+
+It only connects the schedule to the runner: once per epoch it asks the
+curriculum for (B, m) and writes them into the train pipeline's
+:class:`~mmet.transforms.FourierCrop` and :class:`~mmet.transforms.StagedRandAug`.
+"""
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+from mmengine.hooks import Hook
+from mmengine.runner import EpochBasedTrainLoop
+from mmpretrain.registry import HOOKS
+
+from .curriculum import Curriculum, bandwidth_pixels
+from .transforms import FourierCrop, StagedRandAug
+
+DATA_BATCH = Optional[Union[dict, tuple, list]]
+
+
+def iter_pipeline_transforms(dataset) -> Iterator:
+    """Yield every transform of a dataset's pipelines, through wrappers.
+
+    Walks ``pipeline`` (and nested ``transforms`` such as ``RandomChoice`` or
+    ``RandomApply``) and the wrapped ``dataset`` / ``datasets`` of
+    ``ConcatDataset``, ``RepeatDataset``, ``ClassBalancedDataset`` and mmdet's
+    ``MultiImageMixDataset``.
+    """
+    seen = set()
+
+    def walk_transforms(transforms):
+        for t in transforms or ():
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+            yield t
+            # StagedRandAug's own sub-policies are not pipeline steps
+            if not isinstance(t, StagedRandAug):
+                yield from walk_transforms(getattr(t, 'transforms', None))
+
+    def walk_dataset(ds):
+        if ds is None or id(ds) in seen:
+            return
+        seen.add(id(ds))
+        pipeline = getattr(ds, 'pipeline', None)
+        if pipeline is not None:
+            yield from walk_transforms(
+                getattr(pipeline, 'transforms', None) or
+                (pipeline if isinstance(pipeline, (list, tuple)) else ()))
+        yield from walk_dataset(getattr(ds, 'dataset', None))
+        for sub in getattr(ds, 'datasets', None) or ():
+            yield from walk_dataset(sub)
+
+    yield from walk_dataset(dataset)
+
+
+def _spatial_shapes(inputs) -> List[Tuple[int, int]]:
+    if isinstance(inputs, (list, tuple)):
+        return [tuple(x.shape[-2:]) for x in inputs]
+    return [tuple(inputs.shape[-2:])] * inputs.shape[0]
+
+
+def _hw(size) -> Tuple[int, int]:
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
+@HOOKS.register_module()
+class EfficientTrainHook(Hook):
+    """Drive the EfficientTrain curriculum: bandwidth B and RandAugment m.
+
+    Before each train epoch it sets ``size`` on every :class:`FourierCrop`
+    and ``magnitude_level`` on every :class:`StagedRandAug` of the train
+    dataloader's pipeline, from the curriculum stage of that epoch. The stage
+    is a pure function of the epoch, so every DDP rank agrees without
+    communication and a resumed run lands in the right stage.
+
+    Persistent data workers hold a copy of the pipeline made when they
+    started, so at each change of (B, m) the hook restarts them by dropping
+    the loader's iterator (as mmpretrain's ``SwitchRecipeHook`` does).
+    The first batch of every epoch is then checked against the stage's size:
+    a curriculum that does not reach the workers fails loudly.
+
+    Args:
+        curriculum (str | list[dict]): A preset name (``'efficienttrain'``)
+            or a list of ``dict(share=, bandwidth=, magnitude=)``; see
+            :mod:`mmet.curriculum`. Bandwidths are relative to each
+            ``FourierCrop``'s configured (full) size.
+        check_batches (bool): Verify the spatial size of the first batch of
+            each epoch. Defaults to True.
+    """
+
+    priority = 'ABOVE_NORMAL'
+
+    def __init__(self,
+                 curriculum: Union[str, Sequence[dict]] = 'efficienttrain',
+                 check_batches: bool = True):
+        self.curriculum = Curriculum.build(curriculum)
+        self.check_batches = check_batches
+        self._crops: List[FourierCrop] = []
+        self._full_sizes: Dict[int, Union[int, Tuple[int, int]]] = {}
+        self._randaugs: List[StagedRandAug] = []
+        self._applied: Optional[tuple] = None
+        self._expected_hw: Dict[tuple, Optional[Tuple[int, int]]] = {}
+        self._pending_check: Optional[tuple] = None
+
+    # set-up -----------------------------------------------------------------
+    def before_train(self, runner) -> None:
+        loop = runner.train_loop
+        if not isinstance(loop, EpochBasedTrainLoop):
+            raise TypeError(
+                f'EfficientTrainHook needs an EpochBasedTrainLoop, got '
+                f'{type(loop).__name__}. The curriculum switches stages between '
+                'epochs; an iteration-based loop caches one data iterator and '
+                'runs before_train_epoch once, so stages would never switch. '
+                'Use train_cfg=dict(by_epoch=True, max_epochs=...).')
+        drivers = [h for h in runner.hooks if isinstance(h, EfficientTrainHook)]
+        if len(drivers) > 1:
+            raise RuntimeError(
+                f'{len(drivers)} EfficientTrainHooks are registered; they '
+                'would fight over the same transforms. Keep one in '
+                'custom_hooks (check the _base_ configs you inherit).')
+
+        dataset = runner.train_dataloader.dataset
+        transforms = list(iter_pipeline_transforms(dataset))
+        self._crops = [t for t in transforms if isinstance(t, FourierCrop)]
+        self._randaugs = [t for t in transforms if isinstance(t, StagedRandAug)]
+        # configured sizes are the full sizes (kept across repeated runs)
+        for c in self._crops:
+            self._full_sizes.setdefault(id(c), c.size)
+        self._check_drivable(transforms)
+        self._warn_eval_pipelines(runner)
+        self._preflight(runner, dataset)
+
+    def _check_drivable(self, transforms) -> None:
+        stages = self.curriculum.stages
+        needs_b = any(s.bandwidth != 1 for s in stages)
+        needs_m = len({s.magnitude for s in stages}) > 1
+        found = ', '.join(type(t).__name__ for t in transforms) or 'nothing'
+        if not self._crops and not self._randaugs:
+            raise RuntimeError(
+                'EfficientTrainHook found no FourierCrop or StagedRandAug in '
+                f'the train pipeline (found: {found}), so the curriculum '
+                'would do nothing. Add dict(type=\'StagedRandAug\') after the '
+                'flip and dict(type=\'FourierCrop\', size=<final size>) '
+                'before PackInputs to train_dataloader.dataset.pipeline '
+                '(see configs/_base_/efficienttrain.py).')
+        if needs_b and not self._crops:
+            raise RuntimeError(
+                'The curriculum lowers the bandwidth B, but the train pipeline '
+                f'has no FourierCrop (found: {found}). Add '
+                "dict(type='FourierCrop', size=<final size>) before "
+                'PackInputs, or give every stage bandwidth=1.0.')
+        if needs_m and not self._randaugs:
+            raise RuntimeError(
+                'The curriculum changes the RandAugment magnitude m, but the '
+                f'train pipeline has no StagedRandAug (found: {found}). '
+                "Replace RandAugment with dict(type='StagedRandAug'), or give "
+                'every stage the same magnitude.')
+
+    @staticmethod
+    def _warn_eval_pipelines(runner) -> None:
+        for name in ('_val_loop', '_test_loop'):
+            loop = getattr(runner, name, None)
+            loader = getattr(loop, 'dataloader', None)
+            if loader is None:
+                continue
+            if any(isinstance(t, FourierCrop)
+                   for t in iter_pipeline_transforms(loader.dataset)):
+                runner.logger.warning(
+                    f'The {name[1:-5]} pipeline contains a FourierCrop. '
+                    'Evaluation normally runs at full size; EfficientTrainHook '
+                    'only drives the train pipeline.')
+
+    def _states(self, max_epochs: int) -> Dict[tuple, int]:
+        """Distinct (stage, B, m) settings and the first epoch of each."""
+        states = {}
+        for epoch in range(max_epochs):
+            states.setdefault(self._key(epoch, max_epochs), epoch)
+        return states
+
+    def _preflight(self, runner, dataset) -> None:
+        """Run one sample through each stage's pipeline in this process.
+
+        Errors such as an image smaller than B surface now, with the stage
+        named, instead of inside a worker hours later. The sizes seen here
+        are what :meth:`before_train_iter` expects from the workers.
+        """
+        self._expected_hw = {}
+        if len(dataset) == 0:
+            raise RuntimeError('The train dataset is empty.')
+        for key, epoch in self._states(runner.max_epochs).items():
+            self._apply(key)
+            try:
+                sample = dataset[0]
+            except Exception as e:
+                raise RuntimeError(
+                    f'EfficientTrainHook: the train pipeline fails in stage '
+                    f'{key[0] + 1} (first epoch {epoch}, B={key[1]}, '
+                    f'm={key[2]:g}): {e}') from e
+            hw = _spatial_shapes(sample['inputs'])[0] \
+                if isinstance(sample, dict) and 'inputs' in sample else None
+            # only check batches whose size the FourierCrop decides
+            self._expected_hw[key] = hw if hw == _hw(key[1]) else None
+        self._applied = None
+
+    # per epoch --------------------------------------------------------------
+    def _key(self, epoch: int, max_epochs: int) -> tuple:
+        """(stage index, size for the first crop, magnitude) of an epoch."""
+        full = next(iter(self._full_sizes.values()), 1)
+        state = self.curriculum.at(epoch, max_epochs, full)
+        return (state.index, state.size, state.magnitude)
+
+    def _apply(self, key: tuple) -> None:
+        index = key[0]
+        stage = self.curriculum.stages[index]
+        for c in self._crops:
+            c.size = bandwidth_pixels(stage.bandwidth, self._full_sizes[id(c)])
+        for r in self._randaugs:
+            r.magnitude_level = stage.magnitude
+        self._applied = key
+
+    def before_train_epoch(self, runner) -> None:
+        epoch, max_epochs = runner.epoch, runner.max_epochs
+        key = self._key(epoch, max_epochs)
+        if key != self._applied:
+            self._apply(key)
+            self._restart_workers(runner.train_dataloader)
+        index, size, magnitude = key
+        n = len(self.curriculum)
+        runner.logger.info(
+            f'EfficientTrain epoch {epoch + 1}/{max_epochs}: stage '
+            f'{index + 1}/{n}, B={size}, m={magnitude:g}')
+        hub = runner.message_hub
+        hub.update_scalar('train/et_stage', index + 1)
+        hub.update_scalar('train/et_B', _hw(size)[0])
+        hub.update_scalar('train/et_m', magnitude)
+        self._pending_check = key if self.check_batches else None
+
+    @staticmethod
+    def _restart_workers(loader) -> None:
+        """Make persistent workers re-fork with the updated pipeline."""
+        if getattr(loader, 'persistent_workers', False):
+            loader._iterator = None
+
+    def before_train_iter(self,
+                          runner,
+                          batch_idx: int,
+                          data_batch: DATA_BATCH = None) -> None:
+        key, self._pending_check = self._pending_check, None
+        expected = self._expected_hw.get(key) if key else None
+        if expected is None or not isinstance(data_batch, dict):
+            return
+        shapes = set(_spatial_shapes(data_batch['inputs']))
+        if shapes != {expected}:
+            raise RuntimeError(
+                f'EfficientTrainHook set stage {key[0] + 1} (B={key[1]}, '
+                f'm={key[2]:g}), but the train loader delivered inputs of '
+                f'{sorted(shapes)} instead of {expected}: the curriculum did '
+                'not reach the data workers. Something restarted or replaced '
+                'the dataloader behind the hook; report this with your '
+                'config.')
+
+    # checkpoints ------------------------------------------------------------
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint.setdefault('meta', {})['efficienttrain'] = dict(
+            curriculum=self.curriculum.to_list())
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        saved = checkpoint.get('meta', {}).get('efficienttrain')
+        if saved is None:
+            return
+        if Curriculum(saved['curriculum']) != self.curriculum:
+            runner.logger.warning(
+                'The checkpoint was trained with curriculum '
+                f"{Curriculum(saved['curriculum'])!r}, but this run uses "
+                f'{self.curriculum!r}. Training continues with the new '
+                'curriculum from the resumed epoch.')

@@ -1,0 +1,232 @@
+"""Data transforms that the EfficientTrain curriculum drives.
+
+Both keep their curriculum state in plain attributes (``size`` and
+``magnitude_level``), so they pickle into data workers like any other
+transform. :class:`~mmet.hooks.EfficientTrainHook` sets the attributes and
+makes sure the workers see them.
+"""
+from functools import lru_cache
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import scipy.fft
+from mmcv.transforms import BaseTransform
+from mmpretrain.datasets.transforms import RandAugment
+from mmpretrain.registry import TRANSFORMS
+
+
+def _to_hw(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    if isinstance(size, (int, np.integer)):
+        return int(size), int(size)
+    h, w = size
+    return int(h), int(w)
+
+
+@lru_cache(maxsize=64)
+def _spectrum_rows(n_in: int, n_out: int) -> Tuple[np.ndarray, ...]:
+    """Row indices that gather a centred ``n_out`` crop from an ``n_in`` DFT.
+
+    Bin ``k`` of the small grid holds frequency ``rep[k]`` of the large one:
+    ``-(n_out // 2) .. n_out - n_out // 2 - 1``, i.e. the centred block of
+    ``fftshift``. Taking the real part of the inverse transform replaces each
+    bin by its Hermitian average. That is the identity for every bin except
+    the Nyquist bin of an even ``n_out``, which becomes the mean of the
+    frequencies ``-n_out/2`` and ``+n_out/2``; ``alt`` holds the second one.
+    ``neg`` is ``-rep`` (used by the Nyquist column, see ``fourier_crop``).
+    """
+    k = np.arange(n_out)
+    rep = np.where(k < n_out - n_out // 2, k, k - n_out)
+    alt = rep.copy()
+    if n_out % 2 == 0:
+        alt[n_out // 2] = n_out // 2
+    return rep % n_in, alt % n_in, (-rep) % n_in
+
+
+def fourier_crop(img: np.ndarray, size: Union[int, Sequence[int]]
+                 ) -> np.ndarray:
+    """Keep the central ``size`` block of an image's centred spectrum.
+
+    Exactly ``Re(ifft2(ifftshift(crop(fftshift(fft2(img))))) * hw / HW)``
+    (EfficientTrain, Appendix C), computed with real-input FFTs: the columns
+    come from one ``rfft`` over the width, and only the kept columns are
+    transformed over the height.
+
+    Args:
+        img (np.ndarray): ``H x W`` or ``H x W x C``, any real dtype.
+        size (int | Sequence[int]): Output ``h`` (= ``w``) or ``(h, w)``,
+            each no larger than the input.
+
+    Returns:
+        np.ndarray: ``h x w (x C)`` in float32, or float64 for float64 input.
+    """
+    H, W = img.shape[:2]
+    h, w = _to_hw(size)
+    dtype = np.float64 if img.dtype == np.float64 else np.float32
+    x = img.astype(dtype, copy=False)
+    # forward normalisation on both passes gives the (hw / HW) * (1 / hw)
+    # factor of the definition; the inverse is then unnormalised.
+    cols = scipy.fft.rfft(x, axis=1, norm='forward')[:, :w // 2 + 1]
+    spec = scipy.fft.fft(cols, axis=0, norm='forward', overwrite_x=True)
+    rep, alt, neg = _spectrum_rows(H, h)
+    if h % 2:
+        small = spec[rep]
+    else:
+        small = 0.5 * (spec[rep] + spec[alt])
+    if w % 2 == 0:
+        # The Nyquist column holds frequency -w/2, which rfft does not store:
+        # F(k, -w/2) = conj(F(-k, w/2)). Hermitian-average it with +w/2.
+        c = w // 2
+        small[:, c] = 0.5 * (np.conj(spec[neg, c]) + spec[alt, c])
+    return scipy.fft.irfft2(
+        small, s=(h, w), axes=(0, 1), norm='forward').astype(dtype, copy=False)
+
+
+@TRANSFORMS.register_module()
+class FourierCrop(BaseTransform):
+    """Low-frequency crop: keep the central ``size`` block of the spectrum.
+
+    The output is a ``size`` image that holds exactly the low-frequency band
+    of the input and nothing else, unlike pixel-space down-sampling, which
+    folds high frequencies into the low band (EfficientTrain, Prop. 1). Place
+    it after the full-size augmentations, as the official code does.
+    :class:`~mmet.hooks.EfficientTrainHook` sets ``size`` per stage.
+
+    Required Keys:
+
+    - img
+
+    Modified Keys:
+
+    - img
+    - img_shape
+
+    Added Keys:
+
+    - fourier_crop_size
+
+    Args:
+        size (int | Sequence[int]): Output size ``h`` (= ``w``) or ``(h, w)``.
+            In a curriculum this is the final (full) size; the hook lowers it
+            in early stages.
+
+    Notes:
+        The output keeps the input's dtype. Integer images are rounded and
+        clipped to their dtype's range (the exact crop can overshoot it
+        slightly near edges); float images are returned unclipped, like the
+        official code. A ``size`` equal to the image is a no-op; a ``size``
+        larger than the image is an error, since there is no band to keep.
+    """
+
+    def __init__(self, size: Union[int, Sequence[int]]):
+        self.size = self._check_size(size)
+
+    @staticmethod
+    def _check_size(size):
+        try:
+            h, w = _to_hw(size)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f'FourierCrop size must be an int or (h, w), got {size!r}.'
+            ) from None
+        if h < 1 or w < 1:
+            raise ValueError(f'FourierCrop size must be positive, got {size}.')
+        return size if isinstance(size, int) else (h, w)
+
+    def transform(self, results: Dict) -> Dict:
+        img = results['img']
+        H, W = img.shape[:2]
+        h, w = _to_hw(self.size)
+        if h > H or w > W:
+            raise ValueError(
+                f'FourierCrop to {h}x{w} got a {H}x{W} image '
+                f"({results.get('img_path', 'no img_path')}). The crop keeps "
+                'a band of the spectrum, so it can only shrink: put a resize '
+                'or crop to the full size (e.g. RandomResizedCrop(scale=...)) '
+                'before FourierCrop, or lower the curriculum bandwidth.')
+        if (h, w) != (H, W):
+            out = fourier_crop(img, (h, w))
+            if np.issubdtype(img.dtype, np.integer):
+                info = np.iinfo(img.dtype)
+                out = np.clip(np.rint(out), info.min, info.max)
+            results['img'] = out.astype(img.dtype, copy=False)
+        results['img_shape'] = (h, w)
+        results['fourier_crop_size'] = (h, w)
+        return results
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(size={self.size})'
+
+
+@TRANSFORMS.register_module()
+class StagedRandAug(RandAugment):
+    """RandAugment whose magnitude a curriculum sets per stage.
+
+    mmpretrain's :class:`RandAugment` fixes the magnitude of each policy when
+    it is built. This subclass keeps ``magnitude_level`` as the single source
+    of truth and hands it to the chosen policies on each call, so the hook
+    can change it between epochs.
+
+    Required Keys:
+
+    - img
+
+    Modified Keys:
+
+    - img
+    - img_shape
+
+    Added Keys:
+
+    - randaug_magnitude
+
+    Args:
+        magnitude_level (float): Magnitude on the 0-``total_level`` scale. In
+            a curriculum this is the final stage's value; the hook sets the
+            others. ``0`` disables the transform entirely, so early stages
+            see unaugmented images (the magnitude-free policies such as
+            Equalize would otherwise still fire).
+        policies (str | list[dict]): As in :class:`RandAugment`. Defaults to
+            ``'timm_increasing'``.
+        num_policies (int): Policies applied per image. Defaults to 2.
+        magnitude_std (float | str): Magnitude noise, as in
+            :class:`RandAugment`. Defaults to 0.5.
+        **kwargs: Other arguments of :class:`RandAugment` (``total_level``,
+            ``hparams``).
+    """
+
+    def __init__(self,
+                 magnitude_level: float = 9,
+                 policies: Union[str, list] = 'timm_increasing',
+                 num_policies: int = 2,
+                 magnitude_std: Union[float, str] = 0.5,
+                 **kwargs):
+        super().__init__(
+            policies=policies,
+            num_policies=num_policies,
+            magnitude_level=magnitude_level,
+            magnitude_std=magnitude_std,
+            **kwargs)
+        self._check_level(magnitude_level)
+
+    def _check_level(self, level: float) -> None:
+        if not 0 <= level <= self.total_level:
+            raise ValueError(
+                f'StagedRandAug magnitude_level {level} is outside '
+                f'[0, {self.total_level}].')
+
+    def transform(self, results: Dict) -> Optional[Dict]:
+        level = self.magnitude_level
+        results['randaug_magnitude'] = level
+        if level == 0:
+            return results
+        for t in self.transforms:
+            if getattr(t, 'magnitude_range', None) is not None:
+                t.magnitude_level = level
+        return super().transform(results)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}('
+                f'magnitude_level={self.magnitude_level}, '
+                f'num_policies={self.num_policies}, '
+                f'magnitude_std={self.magnitude_std}, '
+                f'policies={len(self.policies)})')
