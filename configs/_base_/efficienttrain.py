@@ -1,0 +1,51 @@
+# Adds the EfficientTrain curriculum to an mmpretrain ImageNet config.
+#
+# Use it as a second base and then set the pipeline and the hook:
+#
+#   _base_ = ['mmpretrain::convnext/convnext-tiny_32xb128_in1k.py',
+#             '../_base_/efficienttrain.py']
+#   train_dataloader = dict(dataset=dict(pipeline=_base_.et_train_pipeline))
+#   custom_hooks = [_base_.et_hook]   # plus any hooks the model config had
+#
+# (mmengine refuses keys defined in two bases, so this file only adds new
+# names; the two assignments above are made in the child config.)
+custom_imports = dict(imports=['mmet'], allow_failed_imports=False)
+
+et_bgr_mean = [103.53, 116.28, 123.675]
+et_bgr_std = [57.375, 57.12, 58.395]
+
+# mmpretrain's imagenet_bs64_swin_224 pipeline (RandAugment(9, 0.5), random
+# erasing 0.25) with RandAugment made stage-driven and the low-frequency crop
+# placed last, after every full-size augmentation, as in the official code.
+et_train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='RandomResizedCrop',
+        scale=224,
+        backend='pillow',
+        interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(
+        type='StagedRandAug',
+        policies='timm_increasing',
+        num_policies=2,
+        total_level=10,
+        magnitude_level=9,
+        magnitude_std=0.5,
+        hparams=dict(
+            pad_val=[round(x) for x in et_bgr_mean],
+            interpolation='bicubic')),
+    dict(
+        type='RandomErasing',
+        erase_prob=0.25,
+        mode='rand',
+        min_area_ratio=0.02,
+        max_area_ratio=1 / 3,
+        fill_color=et_bgr_mean,
+        fill_std=et_bgr_std),
+    dict(type='FourierCrop', size=224),
+    dict(type='PackInputs'),
+]
+
+# 5 equal stages: B = 160, 160, 160, 192, 224 and m = 1, 3, 5, 7, 9
+et_hook = dict(type='EfficientTrainHook', curriculum='efficienttrain')

@@ -1,0 +1,144 @@
+"""Print the curriculum of a config: stages, epochs, B, m and predicted cost.
+
+    python tools/analyze_curriculum.py configs/demo/fmnist_resnet_et.py
+    python tools/analyze_curriculum.py CONFIG --json          # for machines
+    python tools/analyze_curriculum.py CONFIG --plot et.png   # B and m/epoch
+
+The predicted speedup counts FLOPs as proportional to pixels, against the same
+number of epochs at full size; measured wall time is the job of
+``tools/benchmark_*.py``.
+"""
+import argparse
+import json
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from mmengine.config import Config, DictAction  # noqa: E402
+
+from mmet.curriculum import Curriculum  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='Show the EfficientTrain curriculum of a config')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument(
+        '--json', action='store_true', help='print JSON instead of a table')
+    parser.add_argument('--plot', help='save a PNG of B and m over epochs')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings, key=value (as in tools/train.py)')
+    return parser.parse_args()
+
+
+def find_curriculum(cfg):
+    """The curriculum, max_epochs and full size a config trains with."""
+    hooks = [h for h in cfg.get('custom_hooks', None) or []
+             if h.get('type') in ('EfficientTrainHook',
+                                  'mmet.EfficientTrainHook')]
+    if not hooks:
+        raise SystemExit(
+            'The config has no EfficientTrainHook in custom_hooks; add '
+            "dict(type='EfficientTrainHook', curriculum='efficienttrain').")
+    curriculum = Curriculum.build(hooks[0].get('curriculum', 'efficienttrain'))
+    max_epochs = cfg.train_cfg.get('max_epochs')
+    if max_epochs is None:
+        raise SystemExit('train_cfg has no max_epochs; the curriculum needs '
+                         'an epoch-based loop.')
+    full = None
+
+    def walk(node):
+        nonlocal full
+        if isinstance(node, dict):
+            if node.get('type') in ('FourierCrop', 'mmpretrain.FourierCrop'):
+                full = full or node['size']
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, (list, tuple)):
+            for v in node:
+                walk(v)
+
+    walk(cfg.train_dataloader.get('dataset'))
+    if full is None:
+        raise SystemExit('The train pipeline has no FourierCrop; its size '
+                         'gives the full input size.')
+    full = full if isinstance(full, int) else tuple(full)
+    return curriculum, max_epochs, full
+
+
+def report(curriculum: Curriculum, max_epochs: int, full) -> dict:
+    return dict(
+        max_epochs=max_epochs,
+        full_size=full,
+        stages=curriculum.table(max_epochs, full),
+        relative_compute=curriculum.relative_compute(max_epochs, full),
+        predicted_speedup=curriculum.speedup(max_epochs, full))
+
+
+def format_table(rep: dict) -> str:
+    head = ('stage', 'epochs', 'B', 'm', 'cost/epoch', 'compute share')
+    rows = [head]
+    for r in rep['stages']:
+        size = r['size']
+        rows.append((
+            str(r['stage']), f"{r['start_epoch']}-{r['end_epoch']} "
+            f"({r['epochs']})",
+            str(size) if isinstance(size, int) else 'x'.join(map(str, size)),
+            f"{r['magnitude']:g}", f"{r['relative_cost']:.3f}",
+            f"{r['compute'] / rep['relative_compute']:.1%}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ['  '.join(c.rjust(w) for c, w in zip(row, widths))
+             for row in rows]
+    lines.insert(1, '  '.join('-' * w for w in widths))
+    lines.append(
+        f"relative compute {rep['relative_compute']:.3f} of "
+        f"{rep['max_epochs']} full-size epochs -> predicted speedup "
+        f"{rep['predicted_speedup']:.2f}x")
+    return '\n'.join(lines)
+
+
+def plot(rep: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    epochs, sizes, mags = [], [], []
+    for r in rep['stages']:
+        size = r['size'] if isinstance(r['size'], int) else r['size'][0]
+        for e in range(r['start_epoch'], r['end_epoch'] + 1):
+            epochs.append(e)
+            sizes.append(size)
+            mags.append(r['magnitude'])
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.step(epochs, sizes, where='post', color='tab:blue')
+    ax.set_xlabel('epoch')
+    ax.set_ylabel('bandwidth B (px)', color='tab:blue')
+    ax2 = ax.twinx()
+    ax2.step(epochs, mags, where='post', color='tab:orange')
+    ax2.set_ylabel('RandAugment m', color='tab:orange')
+    ax2.set_ylim(-0.5, 10.5)
+    ax.set_title(f"speedup {rep['predicted_speedup']:.2f}x (FLOPs)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main():
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    rep = report(*find_curriculum(cfg))
+    if args.json:
+        print(json.dumps(rep, indent=2))
+    else:
+        print(format_table(rep))
+    if args.plot:
+        plot(rep, args.plot)
+        if not args.json:
+            print(f'saved {args.plot}')
+
+
+if __name__ == '__main__':
+    main()
