@@ -1,0 +1,17 @@
+"""mmet: EfficientTrain curricula for MMEngine, mmpretrain and mmdet."""
+from .curriculum import PRESETS, Curriculum, CurriculumError, Stage
+from .version import __version__
+
+__all__ = ['Curriculum', 'CurriculumError', 'Stage', 'PRESETS', '__version__']
+
+try:  # the OpenMMLab parts need torch, mmengine, mmcv and mmpretrain
+    import mmpretrain  # noqa: F401
+except ModuleNotFoundError as e:  # pure-schedule use, e.g. analysis tools
+    if e.name != 'mmpretrain':
+        raise
+else:
+    from . import compat  # noqa: F401  (patches applied on import)
+    from .hooks import EfficientTrainHook
+    from .transforms import FourierCrop, StagedRandAug, fourier_crop
+    __all__ += ['EfficientTrainHook', 'FourierCrop', 'StagedRandAug',
+                'fourier_crop']

@@ -1,0 +1,99 @@
+"""Fixes for the pinned OpenMMLab stack on modern torch, applied on import.
+
+Each fix is applied only where it bites, and each has a test that fails
+without it: ``tests/test_compat.py`` (checkpoints) and
+``tests/test_distributed.py`` (DDP on CPU).
+
+- torch >= 2.6 loads with ``weights_only=True`` by default. mmengine never
+  passes the argument, so its own checkpoints (which hold ``HistoryBuffer``
+  and numpy scalars in ``message_hub``) cannot be read back: ``--resume``,
+  ``load_from`` and ``init_cfg=dict(type='Pretrained')`` all fail. The fix
+  gives mmengine's checkpoint module a ``torch`` whose ``load`` unpickles
+  fully. It is scoped: ``torch.load`` elsewhere keeps its safe default, and
+  URL downloads (``mmengine.utils.dl_utils``) are not affected. Unpickling
+  can run code, so load only checkpoints you trust (your own runs').
+- mmengine's ``--launcher pytorch`` always calls ``torch.cuda.set_device``
+  and wraps the model in DDP with ``device_ids=[LOCAL_RANK]``; on a machine
+  without CUDA both fail, so torchrun/Slurm DDP cannot run on CPUs. The fix
+  initialises the process group without a device (switching the default
+  ``nccl`` to ``gloo``, which is the CPU backend) and drops ``device_ids``
+  for CPU modules. With CUDA present nothing changes.
+"""
+import functools
+import os
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.dist import utils as _mm_dist_utils
+from mmengine.logging import print_log
+from mmengine.model.wrappers import distributed as _mm_ddp
+from mmengine.runner import checkpoint as _mm_checkpoint
+from mmengine.utils import digit_version
+
+
+class _FullUnpicklingTorch:
+    """``torch`` as mmengine's checkpoint module sees it after the fix."""
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def load(*args, **kwargs):
+        kwargs.setdefault('weights_only', False)
+        return torch.load(*args, **kwargs)
+
+
+def _needs_full_unpickling() -> bool:
+    return digit_version(torch.__version__) >= digit_version('2.6.0')
+
+
+def _init_dist_pytorch_cpu(init_dist_pytorch):
+    """Wrap mmengine's torchrun initialisation so it works without CUDA."""
+
+    @functools.wraps(init_dist_pytorch)
+    def wrapper(backend, init_backend='torch', **kwargs):
+        if torch.cuda.is_available() or init_backend != 'torch':
+            return init_dist_pytorch(backend, init_backend, **kwargs)
+        if backend == 'nccl':
+            print_log('No CUDA device: using the gloo backend instead of '
+                      'nccl (set env_cfg.dist_cfg.backend=gloo to silence).',
+                      logger='current')
+            backend = 'gloo'
+        torch_dist.init_process_group(
+            backend=backend,
+            rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']),
+            **kwargs)
+
+    wrapper._mmet_cpu = True
+    return wrapper
+
+
+def _ddp_init_cpu(ddp_init):
+    """Drop ``device_ids`` for CPU modules, which DDP refuses otherwise."""
+
+    @functools.wraps(ddp_init)
+    def __init__(self, module, *args, **kwargs):
+        if kwargs.get('device_ids') and all(
+                p.device.type == 'cpu' for p in module.parameters()):
+            kwargs['device_ids'] = None
+        ddp_init(self, module, *args, **kwargs)
+
+    __init__._mmet_cpu = True
+    return __init__
+
+
+def apply_compat_patches() -> None:
+    """Apply the fixes this stack needs; safe to call more than once."""
+    if _needs_full_unpickling() and not isinstance(
+            _mm_checkpoint.torch, _FullUnpicklingTorch):
+        _mm_checkpoint.torch = _FullUnpicklingTorch()
+    if not getattr(_mm_dist_utils._init_dist_pytorch, '_mmet_cpu', False):
+        _mm_dist_utils._init_dist_pytorch = _init_dist_pytorch_cpu(
+            _mm_dist_utils._init_dist_pytorch)
+    ddp = _mm_ddp.MMDistributedDataParallel
+    if not getattr(ddp.__init__, '_mmet_cpu', False):
+        ddp.__init__ = _ddp_init_cpu(ddp.__init__)
+
+
+apply_compat_patches()

@@ -1,0 +1,53 @@
+"""Each compatibility fix, checked against the failure it exists for."""
+import pickle
+
+import pytest
+import torch
+from conftest import build_runner, tiny_cfg
+from mmengine.runner import load_checkpoint
+from mmengine.runner import checkpoint as mm_checkpoint
+
+from mmet import compat
+
+
+@pytest.fixture(scope='module')
+def runner_checkpoint(tmp_path_factory):
+    work = tmp_path_factory.mktemp('compat')
+    build_runner(tiny_cfg(work, max_epochs=1, num_workers=0)).train()
+    return work, str(work / 'epoch_1.pth')
+
+
+def test_plain_torch_load_still_refuses_runner_checkpoints(
+        runner_checkpoint):
+    """The fix is scoped: torch.load keeps its safe default."""
+    _, ckpt = runner_checkpoint
+    with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer'):
+        torch.load(ckpt)
+
+
+def test_mmengine_loads_and_resumes_runner_checkpoints(runner_checkpoint):
+    work, ckpt = runner_checkpoint
+    assert isinstance(mm_checkpoint.torch, compat._FullUnpicklingTorch)
+    model = build_runner(tiny_cfg(work / 'load', num_workers=0)).model
+    meta = load_checkpoint(model, ckpt)['meta']
+    assert meta['epoch'] == 1
+    runner = build_runner(tiny_cfg(work, max_epochs=2, num_workers=0,
+                                   resume=True, load_from=ckpt))
+    runner.train()
+    assert runner.epoch == 2 and runner.iter == 8
+
+
+def test_without_the_fix_resume_fails(runner_checkpoint, monkeypatch):
+    """Proves the fix is needed on this torch (and that the test bites)."""
+    work, ckpt = runner_checkpoint
+    if not compat._needs_full_unpickling():
+        pytest.skip('torch < 2.6 loads full pickles by default')
+    monkeypatch.setattr(mm_checkpoint, 'torch', torch)
+    runner = build_runner(tiny_cfg(work / 'nofix', max_epochs=2,
+                                   num_workers=0, resume=True,
+                                   load_from=ckpt))
+    with pytest.raises(pickle.UnpicklingError):
+        runner.train()
+    monkeypatch.undo()
+    compat.apply_compat_patches()  # idempotent
+    assert isinstance(mm_checkpoint.torch, compat._FullUnpicklingTorch)
