@@ -1,0 +1,30 @@
+"""A hook for the distributed test: every rank writes what it trained on.
+
+Imported by the training processes through ``custom_imports``; each rank
+appends one JSON line per batch to ``<work_dir>/probe_rank<R>.jsonl``.
+"""
+import json
+import os.path as osp
+
+from mmengine.dist import get_rank
+from mmengine.hooks import Hook
+from mmpretrain.registry import HOOKS
+
+
+@HOOKS.register_module()
+class ShapeProbeHook(Hook):
+    priority = 'LOWEST'
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        hub = runner.message_hub
+        row = dict(
+            epoch=runner.epoch,
+            iter=batch_idx,
+            stage=int(hub.get_scalar('train/et_stage').current()),
+            B=int(hub.get_scalar('train/et_B').current()),
+            m=float(hub.get_scalar('train/et_m').current()),
+            shapes=sorted({list(x.shape[-2:]).__repr__()
+                           for x in data_batch['inputs']}))
+        path = osp.join(runner.work_dir, f'probe_rank{get_rank()}.jsonl')
+        with open(path, 'a') as f:
+            f.write(json.dumps(row) + '\n')

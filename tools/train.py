@@ -1,0 +1,99 @@
+"""Train with an mmet, mmpretrain or mmdet config.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+        [--auto-scale-lr] [--no-validate] [--cfg-options k=v ...]
+        [--launcher {none,pytorch,slurm,mpi}]
+
+The registry scope comes from the config's ``default_scope`` (mmpretrain or
+mmdet), so one script serves classification and detection. ``import mmet``
+registers the curriculum transforms and hook and applies mmet's
+compatibility fixes; configs still list ``mmet`` in ``custom_imports``.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.registry import RUNNERS  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+import mmet  # noqa: E402,F401
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Train a model')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from this checkpoint, or without a path from the '
+        'latest checkpoint in the work dir')
+    parser.add_argument(
+        '--amp', action='store_true',
+        help='enable automatic mixed precision training')
+    parser.add_argument(
+        '--no-validate', action='store_true',
+        help='do not evaluate checkpoints during training')
+    parser.add_argument(
+        '--auto-scale-lr', action='store_true',
+        help='scale the LR by actual / base batch size (auto_scale_lr)')
+    parser.add_argument(
+        '--no-persistent-workers', action='store_true',
+        help='disable persistent_workers in every dataloader')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value; lists as key="[a,b]"')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none', help='job launcher')
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def merge_args(cfg: Config, args) -> Config:
+    """Fold the command-line options into the config."""
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    if args.no_validate:
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    if args.amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    if args.auto_scale_lr:
+        if 'auto_scale_lr' not in cfg:
+            raise SystemExit('--auto-scale-lr needs auto_scale_lr='
+                             'dict(base_batch_size=...) in the config.')
+        cfg.auto_scale_lr.enable = True
+    if args.no_persistent_workers:
+        for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+            if cfg.get(name) is not None:
+                cfg[name].persistent_workers = False
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    return cfg
+
+
+def main():
+    args = parse_args()
+    cfg = merge_args(Config.fromfile(args.config), args)
+    runner = (Runner.from_cfg(cfg)
+              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
