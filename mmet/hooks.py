@@ -85,15 +85,20 @@ class EfficientTrainHook(Hook):
             ``FourierCrop``'s configured (full) size.
         check_batches (bool): Verify the spatial size of the first batch of
             each epoch. Defaults to True.
+        allow_curriculum_change (bool): Resume from a checkpoint that was
+            trained with another curriculum (with a warning) instead of
+            refusing. Defaults to False.
     """
 
     priority = 'ABOVE_NORMAL'
 
     def __init__(self,
                  curriculum: Union[str, Sequence[dict]] = 'efficienttrain',
-                 check_batches: bool = True):
+                 check_batches: bool = True,
+                 allow_curriculum_change: bool = False):
         self.curriculum = Curriculum.build(curriculum)
         self.check_batches = check_batches
+        self.allow_curriculum_change = allow_curriculum_change
         self._crops: List[FourierCrop] = []
         self._full_sizes: Dict[int, Union[int, Tuple[int, int]]] = {}
         self._randaugs: List[StagedRandAug] = []
@@ -119,6 +124,16 @@ class EfficientTrainHook(Hook):
                 'custom_hooks (check the _base_ configs you inherit).')
 
         dataset = runner.train_dataloader.dataset
+        self.bind(dataset)
+        self._warn_eval_pipelines(runner)
+        self._preflight(runner, dataset)
+
+    def bind(self, dataset) -> None:
+        """Find the transforms to drive in ``dataset``'s pipelines.
+
+        Raises:
+            RuntimeError: if the pipeline cannot express the curriculum.
+        """
         transforms = list(iter_pipeline_transforms(dataset))
         self._crops = [t for t in transforms if isinstance(t, FourierCrop)]
         self._randaugs = [t for t in transforms if isinstance(t, StagedRandAug)]
@@ -126,8 +141,6 @@ class EfficientTrainHook(Hook):
         for c in self._crops:
             self._full_sizes.setdefault(id(c), c.size)
         self._check_drivable(transforms)
-        self._warn_eval_pipelines(runner)
-        self._preflight(runner, dataset)
 
     def _check_drivable(self, transforms) -> None:
         stages = self.curriculum.stages
@@ -209,13 +222,16 @@ class EfficientTrainHook(Hook):
         return (state.index, state.size, state.magnitude)
 
     def _apply(self, key: tuple) -> None:
-        index = key[0]
+        self.apply_stage(key[0])
+        self._applied = key
+
+    def apply_stage(self, index: int) -> None:
+        """Set stage ``index``'s B and m on the bound transforms."""
         stage = self.curriculum.stages[index]
         for c in self._crops:
             c.size = bandwidth_pixels(stage.bandwidth, self._full_sizes[id(c)])
         for r in self._randaugs:
             r.magnitude_level = stage.magnitude
-        self._applied = key
 
     def before_train_epoch(self, runner) -> None:
         epoch, max_epochs = runner.epoch, runner.max_epochs
@@ -267,9 +283,31 @@ class EfficientTrainHook(Hook):
         saved = checkpoint.get('meta', {}).get('efficienttrain')
         if saved is None:
             return
-        if Curriculum(saved['curriculum']) != self.curriculum:
-            runner.logger.warning(
-                'The checkpoint was trained with curriculum '
-                f"{Curriculum(saved['curriculum'])!r}, but this run uses "
-                f'{self.curriculum!r}. Training continues with the new '
-                'curriculum from the resumed epoch.')
+        before = Curriculum(saved['curriculum'])
+        if before == self.curriculum:
+            return
+        changes = _describe_change(before, self.curriculum)
+        message = (
+            'The checkpoint was trained with a different curriculum: '
+            f'{changes}. Resuming would continue with the new one from the '
+            'resumed epoch')
+        if not self.allow_curriculum_change:
+            raise RuntimeError(
+                f'{message}. Resume with the curriculum you started with, or '
+                'set allow_curriculum_change=True on EfficientTrainHook to '
+                'continue with the new one.')
+        runner.logger.warning(f'{message}; allowed by '
+                              'allow_curriculum_change=True.')
+
+
+def _describe_change(old: Curriculum, new: Curriculum) -> str:
+    """A short, human-readable difference between two curricula."""
+    if len(old) != len(new):
+        return f'{len(old)} stages before, {len(new)} now ({new!r})'
+    diffs = []
+    for i, (a, b) in enumerate(zip(old.stages, new.stages)):
+        for field in ('share', 'bandwidth', 'magnitude'):
+            x, y = getattr(a, field), getattr(b, field)
+            if x != y:
+                diffs.append(f'stage {i + 1} {field} {x:.4g} -> {y:.4g}')
+    return ', '.join(diffs)

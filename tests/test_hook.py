@@ -166,3 +166,27 @@ def test_hook_walks_dataset_wrappers(tmp_path):
     runner.train()
     assert [recorder(runner)[e]['shapes'] for e in range(5)] == \
         [{(s, s)} for s in ET_SIZES]
+
+
+def test_resume_with_another_curriculum_is_refused_unless_allowed(tmp_path):
+    first = build_runner(tiny_cfg(tmp_path, max_epochs=2, num_workers=0))
+    first.train()
+    ckpt = str(tmp_path / 'epoch_1.pth')
+    other = [dict(share=0.5, bandwidth=0.5, magnitude=1),
+             dict(share=0.5, bandwidth=1.0, magnitude=9)]
+
+    def resume(**hook):
+        return build_runner(tiny_cfg(
+            tmp_path, max_epochs=2, num_workers=0, resume=True,
+            load_from=ckpt, log_level='INFO', custom_hooks=[
+                dict(type='EfficientTrainHook', curriculum=other, **hook),
+                dict(type='BatchRecorder')]))
+
+    with pytest.raises(RuntimeError, match='5 stages before, 2 now') as e:
+        resume().train()
+    assert 'allow_curriculum_change=True' in str(e.value)
+    runner = resume(allow_curriculum_change=True)
+    runner.train()
+    assert recorder(runner)[1]['shapes'] == {(32, 32)}
+    log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
+    assert 'different curriculum' in log
