@@ -9,22 +9,34 @@ without it: ``tests/test_compat.py`` (checkpoints) and
   and numpy scalars in ``message_hub``) cannot be read back: ``--resume``,
   ``load_from`` and ``init_cfg=dict(type='Pretrained')`` all fail. The fix
   gives mmengine's checkpoint module a ``torch`` whose ``load`` unpickles
-  fully. It is scoped: ``torch.load`` elsewhere keeps its safe default, and
-  URL downloads (``mmengine.utils.dl_utils``) are not affected. Unpickling
-  can run code, so load only checkpoints you trust (your own runs').
+  fully. It is scoped: ``torch.load`` elsewhere keeps its safe default.
+  URL schemes (``http(s)://``, ``torchvision://``, ``open-mmlab://``) need
+  no fix: mmengine's ``load_url`` is torch's ``load_state_dict_from_url``,
+  which passes ``weights_only=False`` itself. Unpickling can run code, so
+  load only checkpoints you trust (your own runs').
 - mmengine's ``--launcher pytorch`` always calls ``torch.cuda.set_device``
   and wraps the model in DDP with ``device_ids=[LOCAL_RANK]``; on a machine
   without CUDA both fail, so torchrun/Slurm DDP cannot run on CPUs. The fix
   initialises the process group without a device (switching the default
   ``nccl`` to ``gloo``, which is the CPU backend) and drops ``device_ids``
   for CPU modules. With CUDA present nothing changes.
+- mmengine writes checkpoints to local disk in place (``open(path, 'wb')``),
+  so a run killed while saving leaves a truncated ``epoch_N.pth`` that the
+  next ``--resume`` picks up. Local writes now go to a temporary file in the
+  same folder, which is then renamed over the target: a reader sees the old
+  file or the new one, never a part.
 """
 import functools
 import os
+import stat
+import uuid
+from pathlib import Path
+from typing import Union
 
 import torch
 import torch.distributed as torch_dist
 from mmengine.dist import utils as _mm_dist_utils
+from mmengine.fileio.backends import LocalBackend
 from mmengine.logging import print_log
 from mmengine.model.wrappers import distributed as _mm_ddp
 from mmengine.runner import checkpoint as _mm_checkpoint
@@ -83,6 +95,29 @@ def _ddp_init_cpu(ddp_init):
     return __init__
 
 
+def _atomic_put(self, obj: bytes, filepath: Union[str, Path]) -> None:
+    """``LocalBackend.put`` that never leaves a partly written file."""
+    filepath = os.fspath(filepath)
+    folder = os.path.dirname(os.path.abspath(filepath))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f'.{os.path.basename(filepath)}.'
+                       f'{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp')
+    # mode 0o666 less the umask, as ``open(filepath, 'wb')`` would create it
+    # (``tempfile.mkstemp`` would make every checkpoint owner-only, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            if os.path.exists(filepath):  # an overwrite keeps its mode
+                os.fchmod(f.fileno(), stat.S_IMODE(os.stat(filepath).st_mode))
+            f.write(obj)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, filepath)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 def apply_compat_patches() -> None:
     """Apply the fixes this stack needs; safe to call more than once."""
     if _needs_full_unpickling() and not isinstance(
@@ -91,6 +126,7 @@ def apply_compat_patches() -> None:
     if not getattr(_mm_dist_utils._init_dist_pytorch, '_mmet_cpu', False):
         _mm_dist_utils._init_dist_pytorch = _init_dist_pytorch_cpu(
             _mm_dist_utils._init_dist_pytorch)
+    LocalBackend.put = _atomic_put
     ddp = _mm_ddp.MMDistributedDataParallel
     if not getattr(ddp.__init__, '_mmet_cpu', False):
         ddp.__init__ = _ddp_init_cpu(ddp.__init__)

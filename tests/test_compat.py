@@ -51,3 +51,36 @@ def test_without_the_fix_resume_fails(runner_checkpoint, monkeypatch):
     monkeypatch.undo()
     compat.apply_compat_patches()  # idempotent
     assert isinstance(mm_checkpoint.torch, compat._FullUnpicklingTorch)
+
+
+def test_checkpoint_writes_are_atomic(tmp_path):
+    """A save that dies half-way leaves the previous file intact."""
+    from mmengine.fileio.backends import LocalBackend
+    path = tmp_path / 'epoch_1.pth'
+    backend = LocalBackend()
+    backend.put(b'complete checkpoint', path)
+    assert path.read_bytes() == b'complete checkpoint'
+
+    # write() fails after the file was opened, as a killed save would
+    with pytest.raises(TypeError):
+        backend.put('not bytes', path)
+    assert path.read_bytes() == b'complete checkpoint'
+    assert [p.name for p in tmp_path.iterdir()] == ['epoch_1.pth']
+
+
+def test_atomic_writes_keep_the_usual_file_mode(tmp_path):
+    """New files get 0o666 less the umask, as ``open()`` gives them, and an
+    overwrite keeps the file's mode (a temp file would be owner-only)."""
+    import os
+    from mmengine.fileio.backends import LocalBackend
+    umask = os.umask(0o022)
+    try:
+        path = tmp_path / 'epoch_1.pth'
+        LocalBackend().put(b'x', path)
+        assert path.stat().st_mode & 0o777 == 0o644
+        path.chmod(0o640)
+        LocalBackend().put(b'y', path)
+        assert path.stat().st_mode & 0o777 == 0o640
+        assert path.read_bytes() == b'y'
+    finally:
+        os.umask(umask)

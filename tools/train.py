@@ -1,7 +1,8 @@
 """Train with an mmet, mmpretrain or mmdet config.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
-        [--auto-scale-lr] [--no-validate] [--cfg-options k=v ...]
+        [--auto-scale-lr] [--no-validate] [--no-pin-memory]
+        [--no-persistent-workers] [--cfg-options k=v ...]
         [--launcher {none,pytorch,slurm,mpi}]
 
 The registry scope comes from the config's ``default_scope`` (mmpretrain or
@@ -41,6 +42,9 @@ def parse_args():
         '--auto-scale-lr', action='store_true',
         help='scale the LR by actual / base batch size (auto_scale_lr)')
     parser.add_argument(
+        '--no-pin-memory', action='store_true',
+        help='disable pin_memory in every dataloader')
+    parser.add_argument(
         '--no-persistent-workers', action='store_true',
         help='disable persistent_workers in every dataloader')
     parser.add_argument(
@@ -67,6 +71,10 @@ def merge_args(cfg: Config, args) -> Config:
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.amp:
+        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        if wrapper not in ('OptimWrapper', 'AmpOptimWrapper'):
+            raise SystemExit(f'--amp does not support the custom optimizer '
+                             f'wrapper {wrapper!r}.')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume == 'auto':
@@ -78,10 +86,13 @@ def merge_args(cfg: Config, args) -> Config:
             raise SystemExit('--auto-scale-lr needs auto_scale_lr='
                              'dict(base_batch_size=...) in the config.')
         cfg.auto_scale_lr.enable = True
-    if args.no_persistent_workers:
-        for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-            if cfg.get(name) is not None:
-                cfg[name].persistent_workers = False
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if cfg.get(name) is None:
+            continue
+        if args.no_pin_memory:
+            cfg[name].pin_memory = False
+        if args.no_persistent_workers:
+            cfg[name].persistent_workers = False
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     return cfg
