@@ -1,8 +1,10 @@
 """mmet: EfficientTrain curricula for MMEngine, mmpretrain and mmdet."""
-from .curriculum import PRESETS, Curriculum, CurriculumError, Stage
+from .curriculum import (PRESETS, BudgetPlan, Curriculum, CurriculumError,
+                         Stage, budget_for_speedup)
 from .version import __version__
 
-__all__ = ['Curriculum', 'CurriculumError', 'Stage', 'PRESETS', '__version__']
+__all__ = ['Curriculum', 'CurriculumError', 'Stage', 'PRESETS', '__version__',
+           'BudgetPlan', 'budget_for_speedup']
 
 try:  # the OpenMMLab parts need torch, mmengine, mmcv and mmpretrain
     import mmpretrain  # noqa: F401
@@ -12,6 +14,11 @@ except ModuleNotFoundError as e:  # pure-schedule use, e.g. analysis tools
 else:
     from . import compat  # noqa: F401  (patches applied on import)
     from .hooks import EfficientTrainHook
-    from .transforms import FourierCrop, StagedRandAug, fourier_crop
+    from .transforms import (FourierCrop, StagedRandAug, fourier_crop,
+                             lanczos_resize)
+    from .loops import EfficientTrainLoop
+    from .replay import ReplayBuffer
+    from .schedulers import ComputeClockScheduler
     __all__ += ['EfficientTrainHook', 'FourierCrop', 'StagedRandAug',
-                'fourier_crop']
+                'fourier_crop', 'lanczos_resize', 'EfficientTrainLoop',
+                'ReplayBuffer', 'ComputeClockScheduler']

@@ -154,12 +154,18 @@ class Curriculum:
 
     # construction ---------------------------------------------------------
     @classmethod
-    def build(cls, spec: Union[str, Sequence, 'Curriculum']) -> 'Curriculum':
-        """Build from a preset name, a list of stages, or a Curriculum."""
+    def build(cls, spec: Union[str, Sequence, 'Curriculum'],
+              family: str = None) -> 'Curriculum':
+        """Build from a preset name, a list of stages, or a Curriculum.
+
+        ``family`` picks the model family of a per-family preset:
+        ``build('efficienttrain++', family='deit')`` is the preset
+        ``'efficienttrain++deit'``.
+        """
         if isinstance(spec, Curriculum):
             return spec
         if isinstance(spec, str):
-            key = spec.lower()
+            key = _family_preset(spec.lower(), family)
             if key not in PRESETS:
                 raise CurriculumError(
                     f'Unknown curriculum preset {spec!r}. Valid presets: '
@@ -283,6 +289,78 @@ class Curriculum:
         return rows
 
 
+    # EfficientTrain++: equal compute and budgets ---------------------------
+    @classmethod
+    def equal_compute(cls, bandwidths: Sequence[float],
+                      magnitudes: Sequence[float]) -> 'Curriculum':
+        """Stages of equal compute: epoch shares proportional to ``1 / B^2``.
+
+        Args:
+            bandwidths (Sequence[float]): Per stage, relative to the final
+                size (in (0, 1]) or in pixels of a 224 px final size (96).
+            magnitudes (Sequence[float]): RandAugment magnitude per stage.
+        """
+        if len(bandwidths) != len(magnitudes) or not len(bandwidths):
+            raise CurriculumError(
+                f'equal_compute needs one magnitude per bandwidth, got '
+                f'{len(bandwidths)} bandwidths and {len(magnitudes)} '
+                'magnitudes.')
+        rel = [b / 224 if b > 1 else float(b) for b in bandwidths]
+        if any(not b > 0 for b in rel):
+            raise CurriculumError(
+                f'Bandwidths must be positive, got {list(bandwidths)}.')
+        weights = [1 / b**2 for b in rel]
+        total = sum(weights)
+        return cls([
+            Stage(share=w / total, bandwidth=b, magnitude=float(m))
+            for w, b, m in zip(weights, rel, magnitudes)
+        ])
+
+    def epochs_for_budget(self, budget: float) -> float:
+        """Real epochs that spend ``budget`` full-size-equivalent epochs.
+
+        ``budget / relative_compute()``, not rounded: ET++ at E=200 on
+        ResNet-50 runs 200 * (2 (224/96)^2 + 4 (224/160)^2 + 4) / 10 = 454.6.
+        """
+        if isinstance(budget, bool) or not (
+                isinstance(budget, (int, float)) and budget > 0):
+            raise CurriculumError(
+                'The budget E must be a positive number of '
+                f'full-size-equivalent epochs, got {budget!r}.')
+        return budget / self.relative_compute()
+
+    def plan(self, budget: float,
+             replay_times: Sequence[int] = None) -> 'BudgetPlan':
+        """Whole real epochs, per stage, that spend ``budget``.
+
+        Each stage keeps its share of the compute. With replay factors R, a
+        stage makes R-fold fewer passes over the data, each of R-fold more
+        optimizer steps. The plan's curriculum holds the resulting shares
+        of the real epochs: the one the hook follows.
+        """
+        real = self.epochs_for_budget(budget)
+        times = tuple(int(r) for r in (replay_times or (1, ) * len(self)))
+        if len(times) != len(self):
+            raise CurriculumError(
+                f'Give one replay factor per stage: {len(self)} stages, '
+                f'{len(times)} factors ({list(times)}).')
+        if any(r < 1 for r in times):
+            raise CurriculumError(
+                f'Replay factors must be integers >= 1, got {list(times)}.')
+        passes = [s.share * real / r for s, r in zip(self.stages, times)]
+        total = sum(passes)
+        curriculum = Curriculum([
+            Stage(share=p / total, bandwidth=s.bandwidth,
+                  magnitude=s.magnitude)
+            for p, s in zip(passes, self.stages)
+        ])
+        return BudgetPlan(
+            curriculum=curriculum,
+            budget=float(budget),
+            max_epochs=max(1, int(math.floor(total + 0.5))),
+            replay_times=times)
+
+
 def _hw(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
     return (size, size) if isinstance(size, int) else (size[0], size[1])
 
@@ -300,3 +378,153 @@ PRESETS: Dict[str, Tuple[Stage, ...]] = {
     # side-by-side runs that share every other setting
     'baseline': (Stage(share=1.0, bandwidth=1.0, magnitude=9),),
 }
+
+
+# EfficientTrain++ (TPAMI 2024) ---------------------------------------------
+#
+# Ten stages of equal compute with RandAugment m = 0, 1, ..., 9. The official
+# _ET_pp_main_*.py scripts (LeapLabTHU/EfficientTrain @2b9011c) give each
+# model family its own bandwidths, all over a 224 px final size.
+
+ETPP_BANDWIDTHS: Dict[str, Tuple[int, ...]] = {
+    'resnet': (96, ) * 2 + (160, ) * 4 + (224, ) * 4,
+    'swin': (96, ) * 2 + (160, ) * 4 + (224, ) * 4,
+    'cswin': (96, ) * 2 + (160, ) * 4 + (224, ) * 4,
+    'deit': (96, ) * 2 + (160, ) * 4 + (192, ) * 2 + (224, ) * 2,
+    'convnext': (160, ) * 6 + (224, ) * 4,
+}
+ETPP_MAGNITUDES: Tuple[int, ...] = tuple(range(10))
+
+# The replay buffer of the official _ET_pp_wReplay_main_{res50,deitS}.py:
+# per stage, the loader yields batches of bs / R; ``buffer_size`` counts
+# such loaded batches, each kept as ``split`` chunks.
+ETPP_REPLAY = dict(
+    times=(4, ) * 2 + (2, ) * 4 + (1, ) * 4,
+    buffer_size=(1920, ) * 2 + (256, ) * 4 + (0, ) * 4,
+    split=32)
+
+# The budget E of the paper's speedups against a 300-epoch baseline.
+BASELINE_EPOCHS = 300
+
+
+def budget_for_speedup(speedup: float,
+                       baseline_epochs: float = BASELINE_EPOCHS) -> float:
+    """The budget E (full-size-equivalent epochs) of a target speedup.
+
+    ``E = baseline_epochs / speedup``: 1.5x, 2x and 3x against 300 epochs
+    give E = 200, 150 and 100, the paper's settings.
+    """
+    if not (isinstance(speedup, (int, float)) and speedup > 0):
+        raise CurriculumError(
+            f'speedup must be a positive number, got {speedup!r} (e.g. 1.5, '
+            '2 or 3 against a 300-epoch baseline).')
+    if not (isinstance(baseline_epochs, (int, float)) and baseline_epochs > 0):
+        raise CurriculumError(
+            f'baseline_epochs must be a positive number, got '
+            f'{baseline_epochs!r}.')
+    return baseline_epochs / speedup
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """How a curriculum spends a compute budget, in whole epochs.
+
+    Attributes:
+        curriculum (Curriculum): The stages with their shares of the *real*
+            epochs: the curriculum that :class:`~mmet.hooks.EfficientTrainHook`
+            follows, epoch by epoch.
+        budget (float): E, in full-size-equivalent epochs.
+        max_epochs (int): Real epochs (passes over the data).
+        replay_times (tuple[int]): Replay factor R of each stage (1: none).
+            A stage with R > 1 loads batches of bs / R, so it makes R-fold
+            fewer passes, each of R-fold more optimizer steps.
+    """
+    curriculum: 'Curriculum'
+    budget: float
+    max_epochs: int
+    replay_times: Tuple[int, ...]
+
+    def epochs(self) -> List[int]:
+        """Real epochs of each stage."""
+        return self.curriculum.epochs(self.max_epochs)
+
+    def compute_epochs(self, full_size: Union[int, Sequence[int]] = None
+                       ) -> float:
+        """The compute actually planned, in full-size epochs.
+
+        Whole epochs make it differ slightly from :attr:`budget`. Given
+        ``full_size``, bandwidths are the even pixel sizes really trained.
+        """
+        total = 0.0
+        for s, n, r in zip(self.curriculum.stages, self.epochs(),
+                           self.replay_times):
+            total += n * r * _cost(s.bandwidth, full_size)
+        return total
+
+    def speedup(self, baseline_epochs: float = BASELINE_EPOCHS,
+                full_size: Union[int, Sequence[int]] = None) -> float:
+        """Predicted speedup (FLOPs) against a full-size baseline run."""
+        return baseline_epochs / self.compute_epochs(full_size)
+
+    def table(self, full_size: Union[int, Sequence[int]]) -> List[Dict]:
+        """One row per stage, as :meth:`Curriculum.table`, plus ``replay``.
+
+        ``relative_cost`` is the compute of one real epoch against a
+        full-size one (R times the pixel ratio with replay: R-fold more
+        steps per pass) and ``compute`` the stage's compute in full-size
+        epochs divided by :attr:`max_epochs`, as in
+        :meth:`Curriculum.table`, so ``compute / sum(compute)`` is the
+        stage's share of the compute.
+        """
+        rows = self.curriculum.table(self.max_epochs, full_size)
+        for row, r in zip(rows, self.replay_times):
+            row['replay'] = r
+            row['relative_cost'] *= r
+            row['compute'] *= r
+        return rows
+
+
+def _cost(bandwidth: float, full_size=None) -> float:
+    """Compute of one full batch at ``bandwidth``, relative to full size."""
+    if full_size is None:
+        return bandwidth**2
+    full_h, full_w = _hw(full_size)
+    h, w = _hw(bandwidth_pixels(bandwidth, full_size))
+    return (h * w) / (full_h * full_w)
+
+
+
+def _family_preset(key: str, family: str = None) -> str:
+    """The preset name for a per-family preset and a model family."""
+    families = sorted(ETPP_BANDWIDTHS)
+    if key in ('efficienttrain++', 'et++'):
+        if family is None:
+            raise CurriculumError(
+                f'The {key!r} curriculum depends on the model family; give '
+                f'family= one of {families}, or a preset name from '
+                f'{sorted(k for k in PRESETS if "++" in k)}.')
+        if str(family).lower() not in ETPP_BANDWIDTHS:
+            raise CurriculumError(
+                f'Unknown model family {family!r} for {key!r}; valid '
+                f'families: {families}.')
+        return f'efficienttrain++{str(family).lower()}'
+    if family is not None and key in PRESETS and '++' not in key:
+        raise CurriculumError(
+            f'family={family!r} only applies to the efficienttrain++ '
+            f'curriculum, not to {key!r}.')
+    if family is not None and '++' in key and not key.endswith(
+            str(family).lower()):
+        raise CurriculumError(
+            f'Preset {key!r} contradicts family={family!r}.')
+    return key
+
+
+def _etpp_presets() -> Dict[str, Tuple[Stage, ...]]:
+    return {
+        f'efficienttrain++{family}': Curriculum.equal_compute(
+            bandwidths, ETPP_MAGNITUDES).stages
+        for family, bandwidths in ETPP_BANDWIDTHS.items()
+    }
+
+
+PRESETS.update(_etpp_presets())

@@ -81,6 +81,43 @@ def fourier_crop(img: np.ndarray, size: Union[int, Sequence[int]]
         small, s=(h, w), axes=(0, 1), norm='forward').astype(dtype, copy=False)
 
 
+
+def lanczos_resize(img: np.ndarray, size: Union[int, Sequence[int]]
+                   ) -> np.ndarray:
+    """Down-sample with Pillow's Lanczos filter (a = 3), as EfficientTrain++.
+
+    The official ET++ code inserts ``Resize(B, LANCZOS)`` after the full-size
+    augmentation; torchvision runs it through Pillow, whose filter support
+    widens with the down-sampling factor, so it is an anti-aliased windowed
+    sinc: a cheap approximation of the exact low-pass of
+    :func:`fourier_crop`. (OpenCV's ``INTER_LANCZOS4`` does not widen its
+    kernel when shrinking and aliases; see ``tools/benchmark_lowpass.py``.)
+
+    Args:
+        img (np.ndarray): ``H x W`` or ``H x W x C``. ``uint8`` images with
+            1, 3 or 4 channels are resized as such (rounded by Pillow);
+            anything else channel by channel in float32.
+        size (int | Sequence[int]): Output ``h`` (= ``w``) or ``(h, w)``.
+
+    Returns:
+        np.ndarray: ``h x w (x C)``, ``uint8`` for such input, else float32.
+    """
+    from PIL import Image
+    h, w = _to_hw(size)
+    if img.dtype == np.uint8 and (img.ndim == 2 or img.shape[2] in (1, 3, 4)):
+        squeeze = img.ndim == 3 and img.shape[2] == 1
+        src = img[..., 0] if squeeze else img
+        out = np.asarray(Image.fromarray(src).resize((w, h), Image.LANCZOS))
+        return out[..., None] if squeeze else out
+    x = img.astype(np.float32, copy=False)
+    planes = x[..., None] if x.ndim == 2 else x
+    out = np.stack([
+        np.asarray(Image.fromarray(np.ascontiguousarray(planes[..., c]),
+                                   mode='F').resize((w, h), Image.LANCZOS))
+        for c in range(planes.shape[2])
+    ], axis=-1)
+    return out[..., 0] if x.ndim == 2 else out
+
 @TRANSFORMS.register_module()
 class FourierCrop(BaseTransform):
     """Low-frequency crop: keep the central ``size`` block of the spectrum.
@@ -108,6 +145,11 @@ class FourierCrop(BaseTransform):
         size (int | Sequence[int]): Output size ``h`` (= ``w``) or ``(h, w)``.
             In a curriculum this is the final (full) size; the hook lowers it
             in early stages.
+        mode (str): ``'fft'`` (default): the exact crop of the spectrum.
+            ``'lanczos'``: EfficientTrain++'s cheaper approximation, a
+            Pillow Lanczos resize (:func:`lanczos_resize`); it attenuates
+            the top of the band and lets a little energy from above the
+            cut-off through. The hook drives ``size`` the same way in both.
 
     Notes:
         The output keeps the input's dtype. Integer images are rounded and
@@ -117,8 +159,15 @@ class FourierCrop(BaseTransform):
         larger than the image is an error, since there is no band to keep.
     """
 
-    def __init__(self, size: Union[int, Sequence[int]]):
+    MODES = ('fft', 'lanczos')
+
+    def __init__(self, size: Union[int, Sequence[int]], mode: str = 'fft'):
         self.size = self._check_size(size)
+        if mode not in self.MODES:
+            raise ValueError(
+                f'FourierCrop mode must be one of {self.MODES}, got '
+                f'{mode!r}.')
+        self.mode = mode
 
     @staticmethod
     def _check_size(size):
@@ -143,7 +192,13 @@ class FourierCrop(BaseTransform):
                 'a band of the spectrum, so it can only shrink: put a resize '
                 'or crop to the full size (e.g. RandomResizedCrop(scale=...)) '
                 'before FourierCrop, or lower the curriculum bandwidth.')
-        if (h, w) != (H, W):
+        if (h, w) != (H, W) and getattr(self, 'mode', 'fft') == 'lanczos':
+            out = lanczos_resize(img, (h, w))
+            if np.issubdtype(img.dtype, np.integer) and out.dtype != img.dtype:
+                info = np.iinfo(img.dtype)
+                out = np.clip(np.rint(out), info.min, info.max)
+            results['img'] = out.astype(img.dtype, copy=False)
+        elif (h, w) != (H, W):
             out = fourier_crop(img, (h, w))
             if np.issubdtype(img.dtype, np.integer):
                 info = np.iinfo(img.dtype)
@@ -154,7 +209,9 @@ class FourierCrop(BaseTransform):
         return results
 
     def __repr__(self) -> str:
-        return f'{self.__class__.__name__}(size={self.size})'
+        mode = getattr(self, 'mode', 'fft')
+        extra = '' if mode == 'fft' else f", mode='{mode}'"
+        return f'{self.__class__.__name__}(size={self.size}{extra})'
 
 
 @TRANSFORMS.register_module()

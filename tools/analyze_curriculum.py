@@ -6,7 +6,10 @@
 
 The predicted speedup counts FLOPs as proportional to pixels, against the same
 number of epochs at full size; measured wall time is the job of
-``tools/benchmark_*.py``.
+``tools/benchmark_*.py``. For an EfficientTrain++ config
+(``train_cfg=dict(type='EfficientTrainLoop', budget=E, ...)``) the real epochs
+are derived from the budget, and the speedup is against the loop's
+``baseline_epochs`` (300) full-size epochs.
 """
 import argparse
 import json
@@ -17,7 +20,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from mmet.curriculum import Curriculum  # noqa: E402
+from mmet.curriculum import (BASELINE_EPOCHS, ETPP_REPLAY,  # noqa: E402
+                             Curriculum, budget_for_speedup)
 
 
 def parse_args():
@@ -31,6 +35,67 @@ def parse_args():
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings, key=value (as in tools/train.py)')
     return parser.parse_args()
+
+
+LOOP_TYPES = ('EfficientTrainLoop', 'mmet.EfficientTrainLoop')
+
+
+def find_full_size(cfg):
+    """The first FourierCrop size of the train pipeline, or None."""
+    full = None
+
+    def walk(node):
+        nonlocal full
+        if isinstance(node, dict):
+            if node.get('type') in ('FourierCrop', 'mmpretrain.FourierCrop'):
+                full = full or node['size']
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, (list, tuple)):
+            for v in node:
+                walk(v)
+
+    walk(cfg.train_dataloader.get('dataset'))
+    if full is None:
+        return None
+    return full if isinstance(full, int) else tuple(full)
+
+
+def find_budget_plan(cfg):
+    """The BudgetPlan, full size and baseline of an EfficientTrainLoop."""
+    loop = cfg.train_cfg
+    curriculum = Curriculum.build(
+        loop.get('curriculum', 'efficienttrain++'), family=loop.get('family'))
+    baseline = loop.get('baseline_epochs', BASELINE_EPOCHS)
+    if loop.get('budget') is not None:
+        budget = loop['budget']
+    elif loop.get('speedup') is not None:
+        budget = budget_for_speedup(loop['speedup'], baseline)
+    else:
+        raise SystemExit('EfficientTrainLoop needs budget=E or speedup=.')
+    replay = loop.get('replay')
+    if isinstance(replay, str):
+        replay = ETPP_REPLAY
+    times = replay['times'] if replay else None
+    plan = curriculum.plan(budget, times)
+    full = find_full_size(cfg)
+    if full is None:
+        raise SystemExit('The train pipeline has no FourierCrop; its size '
+                         'gives the full input size.')
+    return plan, full, baseline
+
+
+def report_budget(plan, full, baseline) -> dict:
+    compute = plan.compute_epochs(full)
+    return dict(
+        max_epochs=plan.max_epochs,
+        full_size=full,
+        budget=plan.budget,
+        baseline_epochs=baseline,
+        compute_epochs=compute,
+        stages=plan.table(full),
+        relative_compute=compute / plan.max_epochs,
+        predicted_speedup=baseline / compute)
 
 
 def find_curriculum(cfg):
@@ -78,20 +143,34 @@ def report(curriculum: Curriculum, max_epochs: int, full) -> dict:
 
 
 def format_table(rep: dict) -> str:
+    replay = any(r.get('replay', 1) > 1 for r in rep['stages'])
     head = ('stage', 'epochs', 'B', 'm', 'cost/epoch', 'compute share')
+    if replay:
+        head = head[:4] + ('replay R', ) + head[4:]
     rows = [head]
     for r in rep['stages']:
         size = r['size']
-        rows.append((
+        row = (
             str(r['stage']), f"{r['start_epoch']}-{r['end_epoch']} "
             f"({r['epochs']})",
             str(size) if isinstance(size, int) else 'x'.join(map(str, size)),
             f"{r['magnitude']:g}", f"{r['relative_cost']:.3f}",
-            f"{r['compute'] / rep['relative_compute']:.1%}"))
+            f"{r['compute'] / rep['relative_compute']:.1%}")
+        if replay:
+            row = row[:4] + (str(r['replay']), ) + row[4:]
+        rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ['  '.join(c.rjust(w) for c, w in zip(row, widths))
              for row in rows]
     lines.insert(1, '  '.join('-' * w for w in widths))
+    if 'budget' in rep:  # EfficientTrain++: a budget, not max_epochs
+        lines.append(
+            f"budget E={rep['budget']:g} full-size epochs -> "
+            f"{rep['max_epochs']} real epochs, "
+            f"{rep['compute_epochs']:.1f} full-size epochs of compute -> "
+            f"predicted speedup {rep['predicted_speedup']:.2f}x vs "
+            f"{rep['baseline_epochs']:g} full-size epochs")
+        return '\n'.join(lines)
     lines.append(
         f"relative compute {rep['relative_compute']:.3f} of "
         f"{rep['max_epochs']} full-size epochs -> predicted speedup "
@@ -129,7 +208,10 @@ def main():
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    rep = report(*find_curriculum(cfg))
+    if cfg.get('train_cfg', {}).get('type') in LOOP_TYPES:
+        rep = report_budget(*find_budget_plan(cfg))
+    else:
+        rep = report(*find_curriculum(cfg))
     if args.json:
         print(json.dumps(rep, indent=2))
     else:

@@ -1,0 +1,20 @@
+# ConvNeXt-T, EfficientTrain++ at E=200 (paper: 82.2 top-1, 1.49x).
+_base_ = [
+    '../efficienttrain/convnext-tiny_et_32xb128_in1k.py',
+    '../_base_/efficienttrain_pp.py',
+]
+
+budget = 200  # E, full-size-equivalent epochs: 1.5x fewer FLOPs than 300
+train_cfg = dict(
+    _delete_=True,
+    type='EfficientTrainLoop',
+    curriculum='efficienttrain++',
+    family='convnext',
+    budget=budget,
+    val_interval=1)
+# EfficientTrainLoop registers the EfficientTrainHook with its stages
+custom_hooks = [
+    dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
+]
+# drop_path scaled by E/200 as in the official recipe
+model = dict(backbone=dict(drop_path_rate=0.1 * budget / 200))

@@ -1,0 +1,7 @@
+# DeiT-S, EfficientTrain++ at E=100 (paper, 3x: 79.8 top-1).
+_base_ = ['./deit-small_etpp-e200_4xb256_in1k.py']
+
+budget = 100  # E, full-size-equivalent epochs: 3x fewer FLOPs than 300
+train_cfg = dict(budget=budget)
+# drop_path scaled by E/200 as in the official recipe
+model = dict(backbone=dict(drop_path_rate=0.1 * budget / 200))

@@ -1,0 +1,18 @@
+# DeiT-S, EfficientTrain++ at E=200 (paper: 81.0 top-1, 1.60x).
+_base_ = [
+    '../efficienttrain/deit-small_et_4xb256_in1k.py',
+    '../_base_/efficienttrain_pp.py',
+]
+
+budget = 200  # E, full-size-equivalent epochs: 1.5x fewer FLOPs than 300
+train_cfg = dict(
+    _delete_=True,
+    type='EfficientTrainLoop',
+    curriculum='efficienttrain++',
+    family='deit',
+    budget=budget,
+    val_interval=1)
+# EfficientTrainLoop registers the EfficientTrainHook with its stages
+custom_hooks = []
+# drop_path scaled by E/200 as in the official recipe
+model = dict(backbone=dict(drop_path_rate=0.1 * budget / 200))

@@ -1,0 +1,18 @@
+# ResNet-50, EfficientTrain++ at E=200 (paper: 79.6 top-1, 1.45x).
+_base_ = [
+    '../efficienttrain/resnet50_et_8xb256_in1k.py',
+    '../_base_/efficienttrain_pp.py',
+]
+
+budget = 200  # E, full-size-equivalent epochs: 1.5x fewer FLOPs than 300
+train_cfg = dict(
+    _delete_=True,
+    type='EfficientTrainLoop',
+    curriculum='efficienttrain++',
+    family='resnet',
+    budget=budget,
+    val_interval=1)
+# EfficientTrainLoop registers the EfficientTrainHook with its stages
+custom_hooks = []
+# drop_path scaled by E/200 as in the official recipe
+model = dict(backbone=dict(drop_path_rate=0.0 * budget / 200))

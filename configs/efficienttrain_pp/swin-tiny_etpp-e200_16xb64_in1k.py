@@ -1,0 +1,18 @@
+# Swin-T, EfficientTrain++ at E=200 (paper: 81.6 top-1, 1.49x).
+_base_ = [
+    '../efficienttrain/swin-tiny_et_16xb64_in1k.py',
+    '../_base_/efficienttrain_pp.py',
+]
+
+budget = 200  # E, full-size-equivalent epochs: 1.5x fewer FLOPs than 300
+train_cfg = dict(
+    _delete_=True,
+    type='EfficientTrainLoop',
+    curriculum='efficienttrain++',
+    family='swin',
+    budget=budget,
+    val_interval=1)
+# EfficientTrainLoop registers the EfficientTrainHook with its stages
+custom_hooks = []
+# drop_path scaled by E/200 as in the official recipe
+model = dict(backbone=dict(drop_path_rate=0.2 * budget / 200))

@@ -1,0 +1,285 @@
+"""The EfficientTrain++ train loop: a compute budget instead of max_epochs.
+
+``train_cfg=dict(type='EfficientTrainLoop', curriculum='efficienttrain++',
+family='resnet', budget=200)`` trains the ten equal-compute stages of
+EfficientTrain++ for a budget of E = 200 full-size-equivalent epochs:
+
+- the real epochs are derived (a stage at B runs (E/10)(224/B)^2 of them),
+  before the Runner builds its param schedulers, so schedulers, checkpoints
+  and logs all see the derived ``max_epochs``;
+- the config's ``param_scheduler`` is put on the compute clock
+  (:class:`~mmet.schedulers.ComputeClockScheduler`): it is written for a
+  full-size run of E epochs, and after spending the compute of k full-size
+  epochs the run has that run's values at epoch k;
+- an :class:`~mmet.hooks.EfficientTrainHook` that follows the loop's stages
+  is registered (or the configured one is checked and given the loop's
+  epoch shares), so the loop and the hook cannot disagree;
+- optionally, the replay buffer of :mod:`mmet.replay` per stage.
+"""
+from typing import List, Optional, Sequence, Tuple, Union
+
+from mmengine.dist import get_rank
+from mmengine.registry import LOOPS
+from mmengine.runner import EpochBasedTrainLoop
+
+from .curriculum import (BASELINE_EPOCHS, ETPP_REPLAY, BudgetPlan, Curriculum,
+                         _cost, budget_for_speedup)
+from .hooks import EfficientTrainHook, iter_pipeline_transforms
+from .replay import ReplayBuffer
+from .schedulers import wrap_param_schedulers
+from .transforms import FourierCrop
+
+REPLAY_PRESETS = {'efficienttrain++': ETPP_REPLAY}
+
+
+@LOOPS.register_module()
+class EfficientTrainLoop(EpochBasedTrainLoop):
+    """Epoch-based training for a compute budget (EfficientTrain++).
+
+    Args:
+        runner (Runner): The runner.
+        dataloader (DataLoader | dict): The train loader.
+        curriculum (str | list[dict] | Curriculum): A preset such as
+            ``'efficienttrain++'`` (with ``family``) or
+            ``'efficienttrain++deit'``, or stages whose shares are the
+            shares of the *compute* budget (e.g. from
+            :meth:`Curriculum.equal_compute`). Defaults to
+            ``'efficienttrain++'``.
+        family (str, optional): Model family of the ET++ preset: ``resnet``,
+            ``swin``, ``cswin``, ``deit`` or ``convnext``.
+        budget (float, optional): E, the compute in full-size epochs.
+        speedup (float, optional): Instead of ``budget``: the target speedup
+            against ``baseline_epochs`` full-size epochs, E = baseline /
+            speedup (1.5x, 2x, 3x of 300 give E = 200, 150, 100).
+        baseline_epochs (float): The full-size run that ``speedup`` and the
+            logged speedup refer to. Defaults to 300.
+        replay (str | dict, optional): ``'efficienttrain++'`` for the
+            official per-stage setting, or ``dict(times=[R per stage],
+            buffer_size=[loaded batches per stage], split=32, fp16=True)``.
+            Stages with R > 1 load batches of ``batch_size / R`` and make
+            R-fold fewer passes over the data; optimizer steps stay the same.
+            The buffer is not checkpointed: a resumed run refills it.
+        compute_clock (bool): Put ``param_scheduler`` on the compute clock.
+            Defaults to True.
+        check_batches (bool): Passed to the hook the loop registers.
+        val_begin, val_interval, dynamic_intervals: As for
+            :class:`EpochBasedTrainLoop`.
+        max_epochs: Not accepted: the loop derives it from the budget.
+    """
+
+    def __init__(self,
+                 runner,
+                 dataloader,
+                 curriculum: Union[str, Sequence,
+                                   Curriculum] = 'efficienttrain++',
+                 family: Optional[str] = None,
+                 budget: Optional[float] = None,
+                 speedup: Optional[float] = None,
+                 baseline_epochs: float = BASELINE_EPOCHS,
+                 replay: Union[None, str, dict] = None,
+                 compute_clock: bool = True,
+                 check_batches: bool = True,
+                 val_begin: int = 1,
+                 val_interval: int = 1,
+                 dynamic_intervals: Optional[List[Tuple[int, int]]] = None,
+                 max_epochs: Optional[int] = None) -> None:
+        if max_epochs is not None:
+            raise ValueError(
+                f'EfficientTrainLoop derives max_epochs from the compute '
+                f'budget; remove max_epochs={max_epochs} from train_cfg (use '
+                "train_cfg=dict(_delete_=True, type='EfficientTrainLoop', "
+                '...) when inheriting a config) and give budget=E or '
+                'speedup=.')
+        if (budget is None) == (speedup is None):
+            raise ValueError(
+                'Give EfficientTrainLoop exactly one of budget=E (full-size-'
+                'equivalent epochs, e.g. 200) or speedup= (against '
+                f'baseline_epochs={baseline_epochs}, e.g. 1.5, 2 or 3); got '
+                f'budget={budget}, speedup={speedup}.')
+        self.base_curriculum = Curriculum.build(curriculum, family=family)
+        self.baseline_epochs = float(baseline_epochs)
+        self.budget = float(budget) if budget is not None else \
+            budget_for_speedup(speedup, baseline_epochs)
+        self.replay_cfg = self._replay_cfg(replay, len(self.base_curriculum))
+        self.plan: BudgetPlan = self.base_curriculum.plan(
+            self.budget, self.replay_cfg['times'] if self.replay_cfg else None)
+        super().__init__(
+            runner,
+            dataloader,
+            max_epochs=self.plan.max_epochs,
+            val_begin=val_begin,
+            val_interval=val_interval,
+            dynamic_intervals=dynamic_intervals)
+        self.curriculum = self.plan.curriculum
+        self.full_size = self._find_full_size()
+        self.batch_size = self._loader_batch_size()
+        self.epoch_length = len(self.dataloader)
+        self.stage_iters = self._stage_iters()
+        self._max_iters = sum(n for n, _ in self.stage_iters)
+        self.buffer: Optional[ReplayBuffer] = None
+        self._buffer_stage: Optional[int] = None
+        if compute_clock:
+            runner.param_schedulers = wrap_param_schedulers(
+                runner.param_schedulers,
+                stages=self.stage_iters,
+                timeline_epochs=self.budget,
+                iters_per_epoch=self.epoch_length)
+        self.hook = self._bind_hook(runner, check_batches)
+        runner.logger.info(self.summary())
+
+    # set-up ------------------------------------------------------------------
+    @staticmethod
+    def _replay_cfg(replay, num_stages: int) -> Optional[dict]:
+        if replay is None or replay is False:
+            return None
+        if isinstance(replay, str):
+            if replay.lower() not in REPLAY_PRESETS:
+                raise ValueError(
+                    f'Unknown replay preset {replay!r}; valid: '
+                    f'{sorted(REPLAY_PRESETS)}, or dict(times=[...], '
+                    'buffer_size=[...]).')
+            replay = REPLAY_PRESETS[replay.lower()]
+        cfg = dict(split=32, fp16=True)
+        cfg.update(replay)
+        unknown = set(cfg) - {'times', 'buffer_size', 'split', 'fp16'}
+        if unknown or 'times' not in cfg or 'buffer_size' not in cfg:
+            raise ValueError(
+                f'replay takes times, buffer_size, split and fp16; got '
+                f'{sorted(replay)}.')
+        times = [int(r) for r in cfg['times']]
+        sizes = [int(s) for s in cfg['buffer_size']]
+        if len(times) != num_stages or len(sizes) != num_stages:
+            raise ValueError(
+                f'replay needs one R and one buffer size per stage '
+                f'({num_stages} stages); got times={times}, '
+                f'buffer_size={sizes}.')
+        for i, (r, s) in enumerate(zip(times, sizes)):
+            if r < 1 or s < 0 or (r > 1 and s < 1):
+                raise ValueError(
+                    f'Stage {i + 1}: replay times={r}, buffer_size={s}; R '
+                    'must be >= 1 and a stage with R > 1 needs a buffer of '
+                    'at least 1 loaded batch.')
+        cfg['times'], cfg['buffer_size'] = tuple(times), tuple(sizes)
+        return cfg
+
+    def _find_full_size(self):
+        crops = [t for t in iter_pipeline_transforms(self.dataloader.dataset)
+                 if isinstance(t, FourierCrop)]
+        return crops[0].size if crops else None
+
+    def _loader_batch_size(self) -> Optional[int]:
+        bs = getattr(getattr(self.dataloader, 'batch_sampler', None),
+                     'batch_size', None)
+        if self.replay_cfg:
+            if bs is None:
+                raise ValueError(
+                    'Replay changes the loader batch size per stage, but '
+                    'the train loader has no batch_sampler.batch_size.')
+            for i, r in enumerate(self.replay_cfg['times']):
+                if bs % r:
+                    raise ValueError(
+                        f'Stage {i + 1} replays R={r} times, so it loads '
+                        f'batches of batch_size / R; batch_size={bs} is not '
+                        'divisible by it.')
+        return bs
+
+    def _set_loader_batch(self, batch_size: int) -> None:
+        sampler = getattr(self.dataloader, 'batch_sampler', None)
+        if sampler is not None and batch_size is not None:
+            sampler.batch_size = batch_size
+
+    def _stage_iters(self) -> List[Tuple[int, float]]:
+        """(iterations, cost per iteration) of each stage."""
+        out = []
+        times = self.plan.replay_times
+        for s, n, r in zip(self.curriculum.stages, self.plan.epochs(), times):
+            if r == 1:
+                per_epoch = self.epoch_length
+            else:
+                self._set_loader_batch(self.batch_size // r)
+                per_epoch = len(self.dataloader)
+                self._set_loader_batch(self.batch_size)
+            out.append((n * per_epoch, _cost(s.bandwidth, self.full_size)))
+        return out
+
+    def _bind_hook(self, runner, check_batches: bool) -> EfficientTrainHook:
+        """The hook that applies this loop's stages, registered once."""
+        hooks = [h for h in runner.hooks if isinstance(h, EfficientTrainHook)]
+        mine = [(s.bandwidth, s.magnitude) for s in self.curriculum.stages]
+        for hook in hooks:
+            theirs = [(s.bandwidth, s.magnitude)
+                      for s in hook.curriculum.stages]
+            if theirs != mine:
+                raise ValueError(
+                    'EfficientTrainHook in custom_hooks has another '
+                    f'curriculum ({hook.curriculum!r}) than EfficientTrainLoop'
+                    f' ({self.base_curriculum!r}). Give the curriculum to the '
+                    'loop only and drop the hook from custom_hooks: the loop '
+                    'registers it.')
+            # same (B, m) stages: the hook follows the loop's epoch shares
+            hook.curriculum = self.curriculum
+        if hooks:
+            return hooks[0]
+        hook = EfficientTrainHook(
+            curriculum=self.curriculum, check_batches=check_batches)
+        runner.register_hook(hook)
+        return hook
+
+    # reporting ---------------------------------------------------------------
+    def compute_epochs(self) -> float:
+        """Compute of the whole run in full-size epochs (whole epochs)."""
+        return sum(n * c for n, c in self.stage_iters) / self.epoch_length
+
+    def predicted_speedup(self) -> float:
+        """FLOPs speedup against ``baseline_epochs`` full-size epochs."""
+        return self.baseline_epochs / self.compute_epochs()
+
+    def summary(self) -> str:
+        sizes = []
+        for row in self.plan.table(self.full_size or 1):
+            size = row['size'] if self.full_size else \
+                f"{row['bandwidth']:.3g}"
+            rep = f" R={row['replay']}" if row['replay'] > 1 else ''
+            sizes.append(f"B={size} m={row['magnitude']:g} x{row['epochs']}"
+                         f'{rep}')
+        return (f'EfficientTrainLoop: budget E={self.budget:g} full-size '
+                f'epochs -> {self.max_epochs} real epochs, '
+                f'{self.max_iters} iterations; '
+                f'{self.compute_epochs():.4g} full-size epochs of compute, '
+                f'{self.predicted_speedup():.2f}x vs '
+                f'{self.baseline_epochs:g} epochs. Stages: '
+                + ', '.join(sizes))
+
+    # training ----------------------------------------------------------------
+    def stage(self, epoch: Optional[int] = None) -> int:
+        """Stage index of ``epoch`` (default: the current epoch)."""
+        epoch = self._epoch if epoch is None else epoch
+        return self.curriculum.stage_index(epoch, self.max_epochs)
+
+    def run_epoch(self) -> None:
+        if self.replay_cfg:
+            k = self.stage()
+            times = self.replay_cfg['times'][k]
+            self._set_loader_batch(self.batch_size // times)
+            if k != self._buffer_stage:
+                size = self.replay_cfg['buffer_size'][k]
+                if self.buffer is None:
+                    self.buffer = ReplayBuffer(
+                        times, size, split=self.replay_cfg['split'],
+                        fp16=self.replay_cfg['fp16'],
+                        seed=(self.runner.seed or 0) + 1000 * get_rank())
+                else:
+                    self.buffer.configure(times, size)
+                self._buffer_stage = k
+        super().run_epoch()
+
+    def run_iter(self, idx, data_batch) -> None:
+        if self.buffer is not None and self.buffer.times > 1:
+            data_batch = self.buffer.mix(data_batch)
+        super().run_iter(idx, data_batch)
+
+    def run(self):
+        try:
+            return super().run()
+        finally:
+            self._set_loader_batch(self.batch_size)
