@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+FMNIST = osp.join(ROOT, 'data/fashion-mnist')
+
 sys.path.insert(0, ROOT)
 
 import mmet  # noqa: E402,F401  (registers transforms, hooks, compat)
@@ -15,6 +17,14 @@ from mmcv.transforms import BaseTransform  # noqa: E402
 from mmengine.dataset import BaseDataset  # noqa: E402
 from mmpretrain.registry import DATASETS, HOOKS, TRANSFORMS  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402
+
+
+@pytest.fixture
+def fmnist() -> str:
+    """The demo data; tools/setup_env.sh fetches it, so absence fails."""
+    assert osp.exists(osp.join(FMNIST, 'train-images-idx3-ubyte')), \
+        f'Fashion-MNIST missing in {FMNIST}: run tools/setup_env.sh'
+    return FMNIST
 
 
 @DATASETS.register_module(force=True)

@@ -128,10 +128,6 @@ def test_lanczos_leaks_a_little_above_the_cutoff_fft_none():
     assert 0 < leak['lanczos'] < 0.25  # decimation would pass about all
 
 
-@pytest.mark.skipif(
-    not glob.glob(osp.expanduser('~/.cache/mmet/foolbox/foolbox-*.whl')),
-    reason='needs the foolbox wheel (pip download --no-deps foolbox -d '
-    '~/.cache/mmet/foolbox)')
 def test_benchmark_lowpass_on_real_photos(tmp_path):
     out = tmp_path / 'b.json'
     text = run_tool('tools/benchmark_lowpass.py', '--sizes', '96',

@@ -6,14 +6,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import FMNIST, ROOT
+
+pytestmark = pytest.mark.usefixtures('fmnist')
 
 DEMO_ET = osp.join(ROOT, 'configs/demo/fmnist_resnet_et.py')
-FMNIST = osp.join(ROOT, 'data/fashion-mnist')
-
-needs_fmnist = pytest.mark.skipif(
-    not osp.exists(osp.join(FMNIST, 'train-images-idx3-ubyte')),
-    reason='Fashion-MNIST not fetched; run tools/setup_env.sh')
 
 
 def small_demo_options(work_dir, epochs=2):
@@ -29,7 +26,6 @@ def small_demo_options(work_dir, epochs=2):
     ]
 
 
-@needs_fmnist
 def test_train_and_test_on_the_demo_config(tmp_path):
     work = tmp_path / 'et'
     out = subprocess.run(
@@ -55,7 +51,6 @@ def test_train_and_test_on_the_demo_config(tmp_path):
     assert 'accuracy/top1' in res.stdout + res.stderr
 
 
-@needs_fmnist
 def test_demo_prints_the_table(tmp_path):
     out = subprocess.run(
         [sys.executable, 'tools/demo.py', '--epochs', '2',
@@ -66,9 +61,30 @@ def test_demo_prints_the_table(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'train wall (s)' in out.stdout
     report = json.load(open(tmp_path / 'demo.json'))
-    assert [r['run'] for r in report] == ['baseline', 'efficienttrain']
+    assert [r['run'] for r in report] == [
+        'baseline', 'efficienttrain', 'efficienttrain++']
     et = report[1]
     assert [s['size'] for s in et['stages']] == [20, 20, 20, 24, 28]
     assert et['predicted_speedup'] > 1
     assert all(0 <= r['top1'] <= 100 for r in report)
     assert (tmp_path / 'demo.png').stat().st_size > 1000
+
+
+def test_benchmark_curriculum_reports_each_stage(tmp_path):
+    out = tmp_path / 'bench.json'
+    res = subprocess.run(
+        [sys.executable, 'tools/benchmark_curriculum.py', DEMO_ET,
+         '--iters', '2', '--warmup', '1', '--out', str(out),
+         '--cfg-options', f'train_dataloader.dataset.data_root={FMNIST}',
+         'train_dataloader.dataset.indices=640',
+         'train_dataloader.batch_size=32', 'train_dataloader.num_workers=1'],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert 'measured speedup (end to end)' in res.stdout
+    rep = json.load(open(out))
+    assert [s['size'] for s in rep['stages']] == [20, 20, 20, 24, 28]
+    for s in rep['stages']:
+        assert s['loader'] > 0 and s['model'] > 0 and s['end_to_end'] > 0
+        assert s['bound_by'] in ('loader', 'model')
+    assert rep['predicted_speedup'] == pytest.approx(
+        10 * 28**2 / (6 * 20**2 + 2 * 24**2 + 2 * 28**2))

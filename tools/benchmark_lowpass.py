@@ -49,7 +49,8 @@ import numpy as np  # noqa: E402
 
 from mmet.transforms import FourierCrop, fourier_crop  # noqa: E402
 
-CACHE = osp.expanduser('~/.cache/mmet/foolbox')
+CACHE = osp.join(
+    os.environ.get('MMET_CACHE', osp.expanduser('~/.cache/mmet')), 'foolbox')
 METHODS = ('fft', 'lanczos', 'cv2-lanczos4', 'cv2-area', 'cv2-linear')
 
 

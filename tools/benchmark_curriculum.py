@@ -1,0 +1,214 @@
+"""Measure what a curriculum saves in wall time, stage by stage.
+
+    python tools/benchmark_curriculum.py configs/demo/fmnist_resnet_et.py
+    python tools/benchmark_curriculum.py CONFIG --iters 20 --out bench.json
+
+For each distinct stage of the config's ``EfficientTrainHook`` it times, with
+the config's real model, optimizer, pipeline and data loader (workers
+included), on the device present:
+
+- ``loader``: the data loader alone (samples/s);
+- ``model``: the training step alone on a batch of the stage's shape;
+- ``end-to-end``: loader and training step together, as in training.
+
+From the per-stage rates and the epochs of each stage it reports three
+speedups against training every epoch at the final stage:
+
+- predicted: FLOPs, taking cost proportional to pixels;
+- ceiling: model step only (what a loader that keeps up would give);
+- measured: end to end.
+
+and which of loader and model binds each stage. Ratios are measured side by
+side in one run; absolute rates depend on the machine.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+import time
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.registry import init_default_scope  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+import mmet  # noqa: E402,F401
+from mmet.hooks import EfficientTrainHook  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='Per-stage loader/model/end-to-end throughput of a '
+        'curriculum')
+    parser.add_argument('config', help='training config with an '
+                        'EfficientTrainHook')
+    parser.add_argument('--iters', type=int, default=15,
+                        help='timed batches per measurement')
+    parser.add_argument('--warmup', type=int, default=3,
+                        help='untimed batches before each measurement')
+    parser.add_argument('--out', default=osp.join(
+        ROOT, 'work_dirs', 'benchmark_curriculum.json'))
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings, key=value')
+    return parser.parse_args()
+
+
+def _to(data, device):
+    if isinstance(data, torch.Tensor):
+        return data.to(device)
+    if isinstance(data, list):
+        return [_to(x, device) for x in data]
+    if isinstance(data, dict):
+        return {k: _to(v, device) for k, v in data.items()}
+    return data
+
+
+def _sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+
+
+def time_loader(loader, iters, warmup):
+    """Samples/s of the loader alone (fresh workers, as after a switch)."""
+    it = iter(loader)
+    for _ in range(warmup):
+        next(it)
+    n, start = 0, time.perf_counter()
+    for _ in range(iters):
+        batch = next(it)
+        n += len(batch['inputs'])
+    return n / (time.perf_counter() - start), batch
+
+
+def time_model(model, optim_wrapper, batch, iters, warmup, device):
+    """Samples/s of the training step alone on one cached batch."""
+    for _ in range(warmup):
+        model.train_step(batch, optim_wrapper=optim_wrapper)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        model.train_step(batch, optim_wrapper=optim_wrapper)
+    _sync(device)
+    return iters * len(batch['inputs']) / (time.perf_counter() - start)
+
+
+def time_end_to_end(model, optim_wrapper, loader, iters, warmup, device):
+    it = iter(loader)
+    for _ in range(warmup):
+        model.train_step(next(it), optim_wrapper=optim_wrapper)
+    _sync(device)
+    n, start = 0, time.perf_counter()
+    for _ in range(iters):
+        batch = next(it)
+        model.train_step(batch, optim_wrapper=optim_wrapper)
+        n += len(batch['inputs'])
+    _sync(device)
+    return n / (time.perf_counter() - start)
+
+
+def main():
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    hook_cfgs = [h for h in cfg.get('custom_hooks', [])
+                 if h['type'].split('.')[-1] == 'EfficientTrainHook']
+    if not hook_cfgs:
+        raise SystemExit(f'{args.config} has no EfficientTrainHook.')
+    hook_cfg = dict(hook_cfgs[0])
+    hook_cfg.pop('type')
+    hook = EfficientTrainHook(**hook_cfg)
+    max_epochs = cfg.train_cfg.max_epochs
+
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    cfg.work_dir = osp.join(ROOT, 'work_dirs', 'benchmark_curriculum')
+    cfg.log_level = 'WARNING'
+    runner = Runner.from_cfg(cfg)
+    device = next(runner.model.parameters()).device
+    model = runner.model
+    optim_wrapper = runner.build_optim_wrapper(cfg.optim_wrapper)
+    loader = runner.build_dataloader(cfg.train_dataloader, seed=0)
+    hook.bind(loader.dataset)
+    full = next(iter(hook._full_sizes.values()))
+
+    rows = []
+    stages = hook.curriculum.table(max_epochs, full)
+    measured = {}
+    for row in stages:
+        key = (row['size'], row['magnitude'])
+        if key not in measured:
+            hook.apply_stage(row['stage'] - 1)
+            hook._restart_workers(loader)  # persistent workers re-fork
+            loader_rate, batch = time_loader(loader, args.iters, args.warmup)
+            size = row['size']
+            hw = (size, size) if isinstance(size, int) else tuple(size)
+            got = {tuple(x.shape[-2:]) for x in batch['inputs']}
+            assert got == {hw}, f'stage {row["stage"]}: loader gave {got}'
+            batch = _to(batch, device)
+            model_rate = time_model(model, optim_wrapper, batch, args.iters,
+                                    args.warmup, device)
+            e2e_rate = time_end_to_end(model, optim_wrapper, loader,
+                                       args.iters, args.warmup, device)
+            measured[key] = dict(loader=loader_rate, model=model_rate,
+                                 end_to_end=e2e_rate)
+            print(f"stage {row['stage']} B={row['size']} m="
+                  f"{row['magnitude']:g}: loader {loader_rate:.0f}, model "
+                  f'{model_rate:.0f}, end-to-end {e2e_rate:.0f} img/s',
+                  flush=True)
+        rates = measured[key]
+        rows.append(dict(
+            row, **rates,
+            bound_by='loader' if rates['loader'] < rates['model'] else
+            'model'))
+
+    last = rows[-1]  # the final stage trains at full size: the baseline
+
+    def speedup(kind):
+        base = max_epochs / last[kind]
+        return base / sum(r['epochs'] / r[kind] for r in rows)
+
+    report = dict(
+        config=args.config,
+        device=str(device),
+        threads=torch.get_num_threads(),
+        workers=cfg.train_dataloader.get('num_workers', 0),
+        batch_size=cfg.train_dataloader.batch_size,
+        max_epochs=max_epochs,
+        stages=rows,
+        predicted_speedup=hook.curriculum.speedup(max_epochs, full),
+        ceiling_speedup=speedup('model'),
+        measured_speedup=speedup('end_to_end'))
+    report['measured_over_ceiling'] = (
+        report['measured_speedup'] / report['ceiling_speedup'])
+
+    head = ('stage', 'epochs', 'B', 'm', 'loader', 'model', 'end-to-end',
+            'bound by')
+    table = [head]
+    for r in rows:
+        table.append((str(r['stage']), str(r['epochs']), str(r['size']),
+                      f"{r['magnitude']:g}", f"{r['loader']:.0f}",
+                      f"{r['model']:.0f}", f"{r['end_to_end']:.0f}",
+                      r['bound_by']))
+    widths = [max(len(t[i]) for t in table) for i in range(len(head))]
+    print(f'\n{args.config} on {device} (img/s; batch '
+          f"{report['batch_size']}, {report['workers']} workers)")
+    for i, t in enumerate(table):
+        print('  '.join(c.rjust(w) for c, w in zip(t, widths)))
+        if i == 0:
+            print('  '.join('-' * w for w in widths))
+    print(f"predicted speedup (FLOPs)     {report['predicted_speedup']:.2f}x")
+    print(f"ceiling speedup (model only)  {report['ceiling_speedup']:.2f}x")
+    print(f"measured speedup (end to end) {report['measured_speedup']:.2f}x"
+          f"  ({report['measured_over_ceiling']:.2f} of the ceiling)")
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    with open(args.out, 'w') as f:
+        json.dump(report, f, indent=2)
+    print(f'wrote {args.out}')
+
+
+if __name__ == '__main__':
+    main()
