@@ -5,18 +5,19 @@ import os.path as osp
 import subprocess
 import sys
 
-from conftest import ROOT
-from test_tools import FMNIST, needs_fmnist
+import pytest
+from conftest import FMNIST, ROOT
+
+pytestmark = pytest.mark.usefixtures('fmnist')
 
 DEMO_ET = osp.join(ROOT, 'configs/demo/fmnist_resnet_et.py')
 
 
-@needs_fmnist
 def test_two_ranks_train_the_same_stages(tmp_path):
     cfg = tmp_path / 'ddp_et.py'
     cfg.write_text(
         f'_base_ = [{DEMO_ET!r}]\n'
-        "custom_imports = dict(imports=['mmet', 'ddp_probe'])\n"
+        "custom_imports = dict(imports=['mmet', 'probe_hook'])\n"
         "custom_hooks = [dict(type='EfficientTrainHook'),\n"
         "                dict(type='ShapeProbeHook')]\n")
     env = dict(os.environ, PYTHONPATH=osp.join(ROOT, 'tests'),

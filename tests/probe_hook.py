@@ -1,9 +1,10 @@
-"""A hook for the distributed test: every rank writes what it trained on.
+"""A probe for subprocess tests: every rank writes what it trained on.
 
 Imported by the training processes through ``custom_imports``; each rank
 appends one JSON line per batch to ``<work_dir>/probe_rank<R>.jsonl``.
 """
 import json
+import os
 import os.path as osp
 
 from mmengine.dist import get_rank
@@ -23,6 +24,8 @@ class ShapeProbeHook(Hook):
             stage=int(hub.get_scalar('train/et_stage').current()),
             B=int(hub.get_scalar('train/et_B').current()),
             m=float(hub.get_scalar('train/et_m').current()),
+            lr=runner.optim_wrapper.get_lr()['lr'][0],
+            pid=os.getpid(),
             shapes=sorted({list(x.shape[-2:]).__repr__()
                            for x in data_batch['inputs']}))
         path = osp.join(runner.work_dir, f'probe_rank{get_rank()}.jsonl')
