@@ -4,7 +4,8 @@ It only connects the schedule to the runner: once per epoch it asks the
 curriculum for (B, m) and writes them into the train pipeline's
 :class:`~mmet.transforms.FourierCrop` and :class:`~mmet.transforms.StagedRandAug`.
 """
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import (Any, Callable, Dict, Iterator, List, Optional, Sequence,
+                    Tuple, Union)
 
 from mmengine.hooks import Hook
 from mmengine.runner import EpochBasedTrainLoop
@@ -50,6 +51,90 @@ def iter_pipeline_transforms(dataset) -> Iterator:
             yield from walk_dataset(sub)
 
     yield from walk_dataset(dataset)
+
+
+class PipelineStageError(RuntimeError):
+    """A train sample failed; the message names the sample and the stage.
+
+    Attributes:
+        where (str): The sample's ``img_path``, or ``sample <index>``.
+        stage (str): The curriculum stage the pipeline was set to.
+    """
+
+    # one-argument construction lets a DataLoader worker's re-raise in the
+    # trainer keep the type
+    def __init__(self, message: str, where: str = '', stage: str = ''):
+        super().__init__(message)
+        self.where, self.stage = where, stage
+
+
+class StagedPipeline:
+    """A dataset's pipeline that names the sample and the stage on failure.
+
+    A transform that fails in a data worker (a corrupt JPEG, an image
+    smaller than B) reaches the trainer as a worker traceback that may name
+    neither the file nor the curriculum stage. This wrapper re-raises any
+    exception as :class:`PipelineStageError` naming both, chained to the
+    original. It never swallows an error: the run stops as it would have.
+
+    :class:`EfficientTrainHook` installs it when it binds the train dataset
+    (before workers fork) and updates ``stage`` with every stage switch; the
+    hook restarts persistent workers then, so they see the new text.
+
+    Args:
+        pipeline (Callable): The dataset's pipeline, usually a ``Compose``.
+            Other attributes (``transforms``) are read through.
+    """
+
+    def __init__(self, pipeline: Callable):
+        self.pipeline = pipeline
+        self.stage = 'before the first stage'
+
+    def __call__(self, results: Any) -> Any:
+        # read before the transforms run: they may rebuild the dict
+        path = idx = None
+        if isinstance(results, dict):
+            path, idx = results.get('img_path'), results.get('sample_idx')
+        try:
+            return self.pipeline(results)
+        except Exception as e:
+            where = path if path is not None else f'sample {idx}'
+            raise PipelineStageError(
+                f'The train pipeline failed on {where} in EfficientTrain '
+                f'{self.stage}: {type(e).__name__}: {e}', where,
+                self.stage) from e
+
+    def __getattr__(self, name: str) -> Any:
+        # guard: unpickling probes attributes before __dict__ is filled
+        if name.startswith('__') or 'pipeline' not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.__dict__['pipeline'], name)
+
+    def __repr__(self) -> str:
+        return repr(self.pipeline)
+
+
+def iter_leaf_datasets(dataset) -> Iterator:
+    """Yield every dataset that has its own callable ``pipeline``.
+
+    Goes through the same wrappers as :func:`iter_pipeline_transforms`.
+    mmdet's ``MultiImageMixDataset`` keeps a list of transforms, not a
+    callable; only its wrapped dataset's pipeline is yielded.
+    """
+    seen = set()
+
+    def walk(ds):
+        if ds is None or id(ds) in seen:
+            return
+        seen.add(id(ds))
+        pipeline = getattr(ds, 'pipeline', None)
+        if callable(pipeline) and not isinstance(pipeline, (list, tuple)):
+            yield ds
+        yield from walk(getattr(ds, 'dataset', None))
+        for sub in getattr(ds, 'datasets', None) or ():
+            yield from walk(sub)
+
+    yield from walk(dataset)
 
 
 def _spatial_shapes(inputs) -> List[Tuple[int, int]]:
@@ -105,6 +190,10 @@ class EfficientTrainHook(Hook):
         self._applied: Optional[tuple] = None
         self._expected_hw: Dict[tuple, Optional[Tuple[int, int]]] = {}
         self._pending_check: Optional[tuple] = None
+        self._pipelines: List[StagedPipeline] = []
+        self._max_epochs: Optional[int] = None
+        self._epoch: Optional[int] = None
+        self._warned_eval: set = set()
 
     # set-up -----------------------------------------------------------------
     def before_train(self, runner) -> None:
@@ -124,12 +213,17 @@ class EfficientTrainHook(Hook):
                 'custom_hooks (check the _base_ configs you inherit).')
 
         dataset = runner.train_dataloader.dataset
+        self._max_epochs = runner.max_epochs
         self.bind(dataset)
-        self._warn_eval_pipelines(runner)
+        self._warn_eval_pipelines(runner, ('_val_loop', ))
         self._preflight(runner, dataset)
 
     def bind(self, dataset) -> None:
         """Find the transforms to drive in ``dataset``'s pipelines.
+
+        Also wraps each pipeline in a :class:`StagedPipeline`, so that a
+        sample that fails names its file and the stage. This must happen
+        before the data workers fork, i.e. in ``before_train``.
 
         Raises:
             RuntimeError: if the pipeline cannot express the curriculum.
@@ -141,6 +235,11 @@ class EfficientTrainHook(Hook):
         for c in self._crops:
             self._full_sizes.setdefault(id(c), c.size)
         self._check_drivable(transforms)
+        self._pipelines = []
+        for ds in iter_leaf_datasets(dataset):
+            if not isinstance(ds.pipeline, StagedPipeline):
+                ds.pipeline = StagedPipeline(ds.pipeline)
+            self._pipelines.append(ds.pipeline)
 
     def _check_drivable(self, transforms) -> None:
         stages = self.curriculum.stages
@@ -168,19 +267,29 @@ class EfficientTrainHook(Hook):
                 "Replace RandAugment with dict(type='StagedRandAug'), or give "
                 'every stage the same magnitude.')
 
-    @staticmethod
-    def _warn_eval_pipelines(runner) -> None:
-        for name in ('_val_loop', '_test_loop'):
+    def _warn_eval_pipelines(self, runner, names: Sequence[str]) -> None:
+        """Warn (once per loop) about a FourierCrop in an eval pipeline."""
+        for name in names:
             loop = getattr(runner, name, None)
             loader = getattr(loop, 'dataloader', None)
-            if loader is None:
+            if loader is None or name in self._warned_eval:
                 continue
-            if any(isinstance(t, FourierCrop)
-                   for t in iter_pipeline_transforms(loader.dataset)):
+            crops = [t for t in iter_pipeline_transforms(loader.dataset)
+                     if isinstance(t, FourierCrop)]
+            if crops:
+                self._warned_eval.add(name)
                 runner.logger.warning(
-                    f'The {name[1:-5]} pipeline contains a FourierCrop. '
+                    f'The {name[1:-5]} pipeline contains {crops[0]!r}. '
                     'Evaluation normally runs at full size; EfficientTrainHook '
-                    'only drives the train pipeline.')
+                    'only drives the train pipeline, so this crop stays at '
+                    'its configured size. Remove it from the '
+                    f'{name[1:-5]}_dataloader pipeline unless you mean it.')
+
+    def before_val(self, runner) -> None:
+        self._warn_eval_pipelines(runner, ('_val_loop', ))
+
+    def before_test(self, runner) -> None:
+        self._warn_eval_pipelines(runner, ('_test_loop', ))
 
     def _states(self, max_epochs: int) -> Dict[tuple, int]:
         """Distinct (stage, B, m) settings and the first epoch of each."""
@@ -197,6 +306,7 @@ class EfficientTrainHook(Hook):
         are what :meth:`before_train_iter` expects from the workers.
         """
         self._expected_hw = {}
+        seen = {}  # B -> sample size
         if len(dataset) == 0:
             raise RuntimeError('The train dataset is empty.')
         for key, epoch in self._states(runner.max_epochs).items():
@@ -204,15 +314,31 @@ class EfficientTrainHook(Hook):
             try:
                 sample = dataset[0]
             except Exception as e:
+                # name the stage once, with the cause the wrapper recorded
+                where, cause = '', e
+                if isinstance(e, PipelineStageError) and e.__cause__:
+                    where, cause = f' on {e.where}', e.__cause__
                 raise RuntimeError(
                     f'EfficientTrainHook: the train pipeline fails in stage '
                     f'{key[0] + 1} (first epoch {epoch}, B={key[1]}, '
-                    f'm={key[2]:g}): {e}') from e
+                    f'm={key[2]:g}){where}: {type(cause).__name__}: '
+                    f'{cause}') from e
             hw = _spatial_shapes(sample['inputs'])[0] \
                 if isinstance(sample, dict) and 'inputs' in sample else None
             # only check batches whose size the FourierCrop decides
             self._expected_hw[key] = hw if hw == _hw(key[1]) else None
+            seen[key[1]] = hw
         self._applied = None
+        sizes = set(seen.values())
+        if self._crops and len(seen) > 1 and len(sizes) == 1 and \
+                None not in sizes:
+            raise RuntimeError(
+                f'The curriculum sets FourierCrop to B={list(seen)}, but the '
+                f'train pipeline delivers {sizes.pop()} images in every '
+                'stage: a transform after FourierCrop resizes or crops its '
+                'output, so early stages would cost as much as the last. '
+                'Put FourierCrop after the last resize/crop, just before '
+                'PackInputs.')
 
     # per epoch --------------------------------------------------------------
     def _key(self, epoch: int, max_epochs: int) -> tuple:
@@ -232,9 +358,49 @@ class EfficientTrainHook(Hook):
             c.size = bandwidth_pixels(stage.bandwidth, self._full_sizes[id(c)])
         for r in self._randaugs:
             r.magnitude_level = stage.magnitude
+        text = self._stage_text(index)
+        for p in self._pipelines:
+            p.stage = text
+
+    def _stage_text(self, index: int) -> str:
+        """``stage i/n (B=, m=, epochs a-b of E)`` for error messages.
+
+        Persistent workers keep the text from their fork until the next
+        stage switch, so it names the stage's epochs, not the current one.
+        """
+        stage = self.curriculum.stages[index]
+        full = next(iter(self._full_sizes.values()), None)
+        size = (bandwidth_pixels(stage.bandwidth, full) if full is not None
+                else f'{stage.bandwidth:.3g}')
+        text = (f'stage {index + 1}/{len(self.curriculum)} (B={size}, '
+                f'm={stage.magnitude:g}')
+        if self._max_epochs:
+            edges = self.curriculum.boundaries(self._max_epochs)
+            first, last = edges[index] + 1, edges[index + 1]
+            span = f'epoch {last}' if first == last else \
+                f'epochs {first}-{last}'
+            text += f', {span} of {self._max_epochs}'
+        return text + ')'
+
+    @property
+    def current_stage(self) -> Optional[str]:
+        """Where training is: ``'stage 4/5 (B=24, m=7), epoch 7/10'``.
+
+        ``None`` before the first train epoch. ``tools/train.py`` logs it
+        when training fails, e.g. after a data worker was killed.
+        """
+        if self._applied is None or self._epoch is None:
+            return None
+        index, size, magnitude = self._applied
+        epoch = f'epoch {self._epoch + 1}'
+        if self._max_epochs:
+            epoch += f'/{self._max_epochs}'
+        return (f'stage {index + 1}/{len(self.curriculum)} (B={size}, '
+                f'm={magnitude:g}), {epoch}')
 
     def before_train_epoch(self, runner) -> None:
         epoch, max_epochs = runner.epoch, runner.max_epochs
+        self._epoch, self._max_epochs = epoch, max_epochs
         key = self._key(epoch, max_epochs)
         if key != self._applied:
             self._apply(key)

@@ -81,7 +81,6 @@ def fourier_crop(img: np.ndarray, size: Union[int, Sequence[int]]
         small, s=(h, w), axes=(0, 1), norm='forward').astype(dtype, copy=False)
 
 
-
 def lanczos_resize(img: np.ndarray, size: Union[int, Sequence[int]]
                    ) -> np.ndarray:
     """Down-sample with Pillow's Lanczos filter (a = 3), as EfficientTrain++.
@@ -117,6 +116,7 @@ def lanczos_resize(img: np.ndarray, size: Union[int, Sequence[int]]
         for c in range(planes.shape[2])
     ], axis=-1)
     return out[..., 0] if x.ndim == 2 else out
+
 
 @TRANSFORMS.register_module()
 class FourierCrop(BaseTransform):
@@ -183,15 +183,25 @@ class FourierCrop(BaseTransform):
 
     def transform(self, results: Dict) -> Dict:
         img = results['img']
+        path = results.get('img_path', 'no img_path')
+        if not isinstance(img, np.ndarray) or img.ndim not in (2, 3):
+            raise ValueError(
+                f'FourierCrop expects an H x W or H x W x C numpy image, got '
+                f'{type(img).__name__} of shape {getattr(img, "shape", None)} '
+                f'({path}). Put it before PackInputs, which makes tensors.')
         H, W = img.shape[:2]
         h, w = _to_hw(self.size)
         if h > H or w > W:
+            # a C x H x W array passes as a 3-pixel-high image: say so
+            hint = (' The image looks channel-first (C x H x W); the '
+                    'pipeline expects H x W x C.' if img.ndim == 3 and
+                    H in (1, 3, 4) and img.shape[2] > 4 else '')
             raise ValueError(
-                f'FourierCrop to {h}x{w} got a {H}x{W} image '
-                f"({results.get('img_path', 'no img_path')}). The crop keeps "
-                'a band of the spectrum, so it can only shrink: put a resize '
-                'or crop to the full size (e.g. RandomResizedCrop(scale=...)) '
-                'before FourierCrop, or lower the curriculum bandwidth.')
+                f'FourierCrop to {h}x{w} got a {H}x{W} image ({path}).{hint} '
+                'The crop keeps a band of the spectrum, so it can only '
+                'shrink: put a resize or crop to the full size (e.g. '
+                'RandomResizedCrop(scale=...)) before FourierCrop, or lower '
+                'the curriculum bandwidth.')
         if (h, w) != (H, W) and getattr(self, 'mode', 'fft') == 'lanczos':
             out = lanczos_resize(img, (h, w))
             if np.issubdtype(img.dtype, np.integer) and out.dtype != img.dtype:
@@ -272,6 +282,8 @@ class StagedRandAug(RandAugment):
                 f'[0, {self.total_level}].')
 
     def transform(self, results: Dict) -> Optional[Dict]:
+        img = results['img']
+        gray = self._is_gray(img, results)
         level = self.magnitude_level
         results['randaug_magnitude'] = level
         if level == 0:
@@ -279,7 +291,37 @@ class StagedRandAug(RandAugment):
         for t in self.transforms:
             if getattr(t, 'magnitude_range', None) is not None:
                 t.magnitude_level = level
-        return super().transform(results)
+        if not gray:
+            return super().transform(results)
+        # mmpretrain's colour policies (AutoContrast, Equalize, Contrast,
+        # ColorTransform) index three channels; run them on a grey RGB
+        # image, whose channels stay equal, and keep the input's layout.
+        results['img'] = np.repeat(img.reshape(img.shape[:2] + (1, )), 3, 2)
+        results = super().transform(results)
+        if results is not None:
+            out = results['img'][..., 0]
+            results['img'] = np.ascontiguousarray(
+                out if img.ndim == 2 else out[..., None])
+        return results
+
+    @staticmethod
+    def _is_gray(img: np.ndarray, results: Dict) -> bool:
+        """True for ``H x W`` or ``H x W x 1``; refuse other non-RGB shapes.
+
+        Raises:
+            ValueError: For any channel count but 1 or 3 (e.g. RGBA), which
+                some policies would crash on and others silently drop.
+        """
+        if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
+            return True
+        if img.ndim == 3 and img.shape[2] == 3:
+            return False
+        raise ValueError(
+            f'StagedRandAug needs an H x W (x 1) or H x W x 3 image, got '
+            f"shape {img.shape} ({results.get('img_path', 'no img_path')}). "
+            'For RGBA images load them with LoadImageFromFile('
+            "color_type='color') (the default), which drops the alpha "
+            'channel.')
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}('

@@ -22,6 +22,7 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmet  # noqa: E402,F401
+from mmet.hooks import EfficientTrainHook  # noqa: E402
 
 
 def parse_args():
@@ -103,7 +104,27 @@ def main():
     cfg = merge_args(Config.fromfile(args.config), args)
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
-    runner.train()
+    try:
+        runner.train()
+    except (Exception, KeyboardInterrupt) as e:
+        log_curriculum_stage(runner, e)
+        raise
+
+
+def log_curriculum_stage(runner: Runner, error: BaseException) -> None:
+    """Log the curriculum stage a failed run was in, then let it fail.
+
+    A data worker killed by the OOM killer or a signal ends the run with
+    PyTorch's "DataLoader worker (pid X) is killed" and nothing about the
+    curriculum; the stage tells which B (and so which memory footprint)
+    was training.
+    """
+    first_line = (str(error).splitlines() or [''])[0]
+    for hook in runner.hooks:
+        if isinstance(hook, EfficientTrainHook) and hook.current_stage:
+            runner.logger.error(
+                f'Training stopped in EfficientTrain {hook.current_stage}: '
+                f'{type(error).__name__}: {first_line}')
 
 
 if __name__ == '__main__':
