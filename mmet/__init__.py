@@ -14,11 +14,13 @@ except ModuleNotFoundError as e:  # pure-schedule use, e.g. analysis tools
 else:
     from . import compat  # noqa: F401  (patches applied on import)
     from .hooks import EfficientTrainHook
-    from .transforms import (FourierCrop, StagedRandAug, fourier_crop,
+    from .transforms import (FourierCrop, StagedRandAug,
+                             StagedRandomResizedCrop, fourier_crop,
                              lanczos_resize)
     from .loops import EfficientTrainLoop
     from .replay import ReplayBuffer
     from .schedulers import ComputeClockScheduler
     __all__ += ['EfficientTrainHook', 'FourierCrop', 'StagedRandAug',
+                'StagedRandomResizedCrop',
                 'fourier_crop', 'lanczos_resize', 'EfficientTrainLoop',
                 'ReplayBuffer', 'ComputeClockScheduler']

@@ -288,7 +288,6 @@ class Curriculum:
                     compute=n * (h * w) / (full_h * full_w) / max_epochs))
         return rows
 
-
     # EfficientTrain++: equal compute and budgets ---------------------------
     @classmethod
     def equal_compute(cls, bandwidths: Sequence[float],
@@ -491,7 +490,6 @@ def _cost(bandwidth: float, full_size=None) -> float:
     full_h, full_w = _hw(full_size)
     h, w = _hw(bandwidth_pixels(bandwidth, full_size))
     return (h * w) / (full_h * full_w)
-
 
 
 def _family_preset(key: str, family: str = None) -> str:

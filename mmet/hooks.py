@@ -12,7 +12,8 @@ from mmengine.runner import EpochBasedTrainLoop
 from mmpretrain.registry import HOOKS
 
 from .curriculum import Curriculum, bandwidth_pixels
-from .transforms import FourierCrop, StagedRandAug
+from .transforms import (FourierCrop, StagedRandAug,
+                         StagedRandomResizedCrop)
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
 
@@ -185,6 +186,7 @@ class EfficientTrainHook(Hook):
         self.check_batches = check_batches
         self.allow_curriculum_change = allow_curriculum_change
         self._crops: List[FourierCrop] = []
+        self._resizers: List[StagedRandomResizedCrop] = []
         self._full_sizes: Dict[int, Union[int, Tuple[int, int]]] = {}
         self._randaugs: List[StagedRandAug] = []
         self._applied: Optional[tuple] = None
@@ -230,10 +232,15 @@ class EfficientTrainHook(Hook):
         """
         transforms = list(iter_pipeline_transforms(dataset))
         self._crops = [t for t in transforms if isinstance(t, FourierCrop)]
+        self._resizers = [
+            t for t in transforms if isinstance(t, StagedRandomResizedCrop)
+        ]
         self._randaugs = [t for t in transforms if isinstance(t, StagedRandAug)]
         # configured sizes are the full sizes (kept across repeated runs)
         for c in self._crops:
             self._full_sizes.setdefault(id(c), c.size)
+        for r in self._resizers:
+            self._full_sizes.setdefault(id(r), tuple(r.scale))
         self._check_drivable(transforms)
         self._pipelines = []
         for ds in iter_leaf_datasets(dataset):
@@ -246,20 +253,21 @@ class EfficientTrainHook(Hook):
         needs_b = any(s.bandwidth != 1 for s in stages)
         needs_m = len({s.magnitude for s in stages}) > 1
         found = ', '.join(type(t).__name__ for t in transforms) or 'nothing'
-        if not self._crops and not self._randaugs:
+        if not self._crops and not self._resizers and not self._randaugs:
             raise RuntimeError(
-                'EfficientTrainHook found no FourierCrop or StagedRandAug in '
+                'EfficientTrainHook found no FourierCrop, '
+                'StagedRandomResizedCrop or StagedRandAug in '
                 f'the train pipeline (found: {found}), so the curriculum '
                 'would do nothing. Add dict(type=\'StagedRandAug\') after the '
                 'flip and dict(type=\'FourierCrop\', size=<final size>) '
                 'before PackInputs to train_dataloader.dataset.pipeline '
                 '(see configs/_base_/efficienttrain.py).')
-        if needs_b and not self._crops:
+        if needs_b and not self._crops and not self._resizers:
             raise RuntimeError(
                 'The curriculum lowers the bandwidth B, but the train pipeline '
-                f'has no FourierCrop (found: {found}). Add '
-                "dict(type='FourierCrop', size=<final size>) before "
-                'PackInputs, or give every stage bandwidth=1.0.')
+                f'has no FourierCrop or StagedRandomResizedCrop (found: '
+                f"{found}). Add dict(type='FourierCrop', size=<final size>) "
+                'before PackInputs, or give every stage bandwidth=1.0.')
         if needs_m and not self._randaugs:
             raise RuntimeError(
                 'The curriculum changes the RandAugment magnitude m, but the '
@@ -356,6 +364,9 @@ class EfficientTrainHook(Hook):
         stage = self.curriculum.stages[index]
         for c in self._crops:
             c.size = bandwidth_pixels(stage.bandwidth, self._full_sizes[id(c)])
+        for r in self._resizers:
+            r.scale = _hw(
+                bandwidth_pixels(stage.bandwidth, self._full_sizes[id(r)]))
         for r in self._randaugs:
             r.magnitude_level = stage.magnitude
         text = self._stage_text(index)

@@ -1,7 +1,7 @@
 """Data transforms that the EfficientTrain curriculum drives.
 
-Both keep their curriculum state in plain attributes (``size`` and
-``magnitude_level``), so they pickle into data workers like any other
+All keep their curriculum state in plain attributes (``size``, ``scale``
+and ``magnitude_level``), so they pickle into data workers like any other
 transform. :class:`~mmet.hooks.EfficientTrainHook` sets the attributes and
 makes sure the workers see them.
 """
@@ -11,7 +11,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 import scipy.fft
 from mmcv.transforms import BaseTransform
-from mmpretrain.datasets.transforms import RandAugment
+from mmpretrain.datasets.transforms import RandAugment, RandomResizedCrop
 from mmpretrain.registry import TRANSFORMS
 
 
@@ -329,3 +329,56 @@ class StagedRandAug(RandAugment):
                 f'num_policies={self.num_policies}, '
                 f'magnitude_std={self.magnitude_std}, '
                 f'policies={len(self.policies)})')
+
+
+@TRANSFORMS.register_module()
+class StagedRandomResizedCrop(RandomResizedCrop):
+    """RandomResizedCrop whose output size a curriculum sets per stage.
+
+    The cheap data path of a stage at B: the random crop is resized straight
+    to B x B, so every later augmentation (flip, RandAugment, erasing) runs
+    on B x B pixels instead of on the full size. The crop box is drawn
+    exactly as in :class:`RandomResizedCrop` (it depends on the input image
+    only, not on the output size), so the distribution of crops is
+    unchanged; only the final resize targets B instead of the full size.
+
+    The down-sampling is the low-pass: use ``backend='pillow'``, whose
+    resize widens its filter by the scale factor (antialiased, like the
+    Lanczos of EfficientTrain++), or ``interpolation='area'`` with cv2.
+    cv2's bilinear/bicubic kernels do not widen on down-scaling and alias,
+    so they are refused.
+
+    :class:`~mmet.hooks.EfficientTrainHook` sets ``scale`` per stage,
+    relative to the configured (final) ``scale``. A :class:`FourierCrop`
+    later in the pipeline then receives B x B and is a no-op; it may stay.
+
+    Required Keys:
+
+    - img
+
+    Modified Keys:
+
+    - img
+    - img_shape
+
+    Args:
+        scale (int | Sequence[int]): The final (full-size) output size.
+        backend (str): ``'pillow'`` (default here) or ``'cv2'`` with
+            ``interpolation='area'``.
+        interpolation (str): Defaults to ``'bicubic'``.
+        **kwargs: Other arguments of :class:`RandomResizedCrop`.
+    """
+
+    def __init__(self,
+                 scale: Union[int, Sequence[int]],
+                 backend: str = 'pillow',
+                 interpolation: str = 'bicubic',
+                 **kwargs):
+        if backend != 'pillow' and interpolation != 'area':
+            raise ValueError(
+                f'StagedRandomResizedCrop(backend={backend!r}, '
+                f'interpolation={interpolation!r}) would alias when it '
+                "shrinks to low B: use backend='pillow' (antialiased) or "
+                "interpolation='area'.")
+        super().__init__(
+            scale, backend=backend, interpolation=interpolation, **kwargs)

@@ -116,8 +116,8 @@ def test_stage_is_logged_through_message_hub(tiny_runner, tmp_path):
 def test_no_curriculum_transform_fails_at_start(tiny_runner):
     pipeline = [dict(type='RandomFlip', prob=0.5), dict(type='PackInputs')]
     runner = tiny_runner(pipeline=pipeline)
-    with pytest.raises(RuntimeError, match='found no FourierCrop or '
-                       'StagedRandAug') as err:
+    with pytest.raises(RuntimeError, match='found no FourierCrop, '
+                       'StagedRandomResizedCrop or StagedRandAug') as err:
         runner.train()
     assert 'RandomFlip' in str(err.value)  # it says what it did find
 

@@ -32,25 +32,22 @@ official EfficientTrain++ code); ``cv2-lanczos4``, ``cv2-area`` and
 ``cv2-linear`` are OpenCV's resizes, for reference.
 """
 import argparse
-import glob
 import json
 import os
 import os.path as osp
-import subprocess
 import sys
 import time
-import zipfile
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, osp.join(ROOT, 'tools'))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from foolbox_photos import CACHE, find_wheel, jpeg_bytes  # noqa: E402
 from mmet.transforms import FourierCrop, fourier_crop  # noqa: E402
 
-CACHE = osp.join(
-    os.environ.get('MMET_CACHE', osp.expanduser('~/.cache/mmet')), 'foolbox')
 METHODS = ('fft', 'lanczos', 'cv2-lanczos4', 'cv2-area', 'cv2-linear')
 
 
@@ -70,39 +67,18 @@ def parse_args():
     return parser.parse_args()
 
 
-def find_wheel(path=None) -> str:
-    if path:
-        return path
-    wheels = sorted(glob.glob(osp.join(CACHE, 'foolbox-*.whl')))
-    if not wheels:
-        os.makedirs(CACHE, exist_ok=True)
-        print(f'fetching the foolbox wheel into {CACHE} ...')
-        subprocess.run([sys.executable, '-m', 'pip', 'download', '--no-deps',
-                        'foolbox', '-d', CACHE], check=True)
-        wheels = sorted(glob.glob(osp.join(CACHE, 'foolbox-*.whl')))
-    if not wheels:
-        raise SystemExit(f'No foolbox wheel in {CACHE}.')
-    return wheels[-1]
-
-
 def load_images(wheel: str, n: int, full: int):
     """The wheel's JPEGs, each resized and centre-cropped to ``full``."""
     out = []
-    with zipfile.ZipFile(wheel) as z:
-        names = sorted(x for x in z.namelist()
-                       if x.startswith('foolbox/data/') and x.endswith('.jpg'))
-        for name in names[:n]:
-            img = cv2.imdecode(np.frombuffer(z.read(name), np.uint8),
-                               cv2.IMREAD_COLOR)
-            h, w = img.shape[:2]
-            s = full * 8 / 7 / min(h, w)  # resize-256 / crop-224 style
-            img = cv2.resize(img, (round(w * s), round(h * s)),
-                             interpolation=cv2.INTER_AREA)
-            h, w = img.shape[:2]
-            y, x = (h - full) // 2, (w - full) // 2
-            out.append(np.ascontiguousarray(img[y:y + full, x:x + full]))
-    if not out:
-        raise SystemExit(f'No JPEGs under foolbox/data/ in {wheel}.')
+    for data in jpeg_bytes(wheel, n):
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        h, w = img.shape[:2]
+        s = full * 8 / 7 / min(h, w)  # resize-256 / crop-224 style
+        img = cv2.resize(img, (round(w * s), round(h * s)),
+                         interpolation=cv2.INTER_AREA)
+        h, w = img.shape[:2]
+        y, x = (h - full) // 2, (w - full) // 2
+        out.append(np.ascontiguousarray(img[y:y + full, x:x + full]))
     return out
 
 

@@ -29,33 +29,29 @@ time per image of one pass over the images, in ms. The passes of all
 measurements alternate within each repeat, so load from other processes
 on a shared machine skews them alike. It runs with ``--threads``
 threads (OpenCV, scipy.fft workers, and OMP/MKL/OpenBLAS set through the
-environment before numpy is imported). The wheel is fetched once with
-``pip download --no-deps foolbox`` into ``~/.cache/mmet/foolbox`` and read
-as a zip; foolbox is never installed. Without it (offline) the photos are
-replaced by synthetic images JPEG-encoded with ``cv2.imencode``, and the
-output says so.
+environment before numpy is imported). tools/setup_env.sh fetches the wheel
+(``tools/foolbox_photos.py``); foolbox is never installed.
 
 As a check, it also reports the largest difference between ``FourierCrop``
 and the naive crop (float before rounding, and uint8 levels after).
 """
 import argparse
 import gc
-import glob
 import io
 import json
 import os
 import os.path as osp
 import platform
 import statistics
-import subprocess
 import sys
 import time
-import zipfile
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, osp.join(ROOT, 'tools'))
 
-CACHE = osp.join(osp.expanduser('~'), '.cache', 'mmet', 'foolbox')
+from foolbox_photos import find_wheel, jpeg_bytes  # noqa: E402  (no numpy)
+
 THREAD_ENV = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS',
               'NUMEXPR_NUM_THREADS', 'VECLIB_MAXIMUM_THREADS')
 FULL = 224
@@ -86,49 +82,10 @@ def parse_args():
 
 
 def load_jpegs():
-    """Return (list of JPEG bytes, source description, is_real)."""
-    wheels = sorted(glob.glob(osp.join(CACHE, 'foolbox-*.whl')))
-    if not wheels:
-        try:
-            subprocess.run(
-                [sys.executable, '-m', 'pip', 'download', '--no-deps',
-                 '--quiet', 'foolbox', '-d', CACHE],
-                check=True, timeout=180, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL)
-        except (subprocess.SubprocessError, OSError):
-            pass
-        wheels = sorted(glob.glob(osp.join(CACHE, 'foolbox-*.whl')))
-    if wheels:
-        try:
-            with zipfile.ZipFile(wheels[-1]) as z:
-                names = sorted(n for n in z.namelist()
-                               if n.startswith('foolbox/data/imagenet_')
-                               and n.endswith('.jpg'))
-                jpegs = [z.read(n) for n in names]
-            if jpegs:
-                return jpegs, (f'{len(jpegs)} ImageNet JPEGs from '
-                               f'{osp.basename(wheels[-1])}'), True
-        except (zipfile.BadZipFile, OSError):
-            pass
-    return synthetic_jpegs(), 'SYNTHETIC (foolbox wheel unavailable): 20 ' \
-        'smooth-noise images 512x512, cv2.imencode quality 95', False
-
-
-def synthetic_jpegs(n=20, side=512):
-    import cv2
-    import numpy as np
-    rng = np.random.default_rng(0)
-    out = []
-    for _ in range(n):
-        base = cv2.resize(
-            rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), (side, side),
-            interpolation=cv2.INTER_CUBIC).astype(np.int16)
-        img = np.clip(base + rng.integers(-12, 13, base.shape), 0, 255)
-        ok, buf = cv2.imencode('.jpg', img.astype(np.uint8),
-                               [cv2.IMWRITE_JPEG_QUALITY, 95])
-        assert ok
-        out.append(buf.tobytes())
-    return out
+    """Return (list of JPEG bytes, source description)."""
+    wheel = find_wheel()
+    jpegs = jpeg_bytes(wheel)
+    return jpegs, f'{len(jpegs)} ImageNet JPEGs from {osp.basename(wheel)}'
 
 
 def main():
@@ -153,7 +110,7 @@ def main():
     except ImportError:
         pass
 
-    jpegs, source, real = load_jpegs()
+    jpegs, source = load_jpegs()
     bufs = [np.frombuffer(j, np.uint8) for j in jpegs]
     decoded = [cv2.imdecode(b, cv2.IMREAD_COLOR) for b in bufs]
     imgs = []
@@ -253,7 +210,7 @@ def main():
     col_w = 8
     print(f'\nper-image CPU cost, ms; median of {args.repeat} passes over '
           f'{n} images; {args.threads} thread(s)')
-    print(f'inputs: {source}' + ('' if real else '  <-- NOT real photos'))
+    print(f'inputs: {source}')
     print(f'crops from {FULL}x{FULL}x3 uint8 (resize 256, centre crop); '
           f'naive crop on {min(NAIVE_IMAGES, n)} images\n')
     head = 'B'.rjust(name_w) + ''.join(str(b).rjust(col_w)
@@ -284,7 +241,6 @@ def main():
         threads=args.threads,
         num_images=n,
         inputs=source,
-        real_images=real,
         input_shape=[FULL, FULL, 3],
         decode_shape=list(decoded[0].shape),
         transforms={k: {str(b): v for b, v in d.items()}
