@@ -38,17 +38,22 @@ def parse_args():
 
 
 LOOP_TYPES = ('EfficientTrainLoop', 'mmet.EfficientTrainLoop')
+NO_FULL_SIZE = ('The train pipeline has no FourierCrop or '
+                'StagedRandomResizedCrop; their size gives the full input size.')
+# the transforms the hook sizes, and the argument that holds the full size
+SIZED = {'FourierCrop': 'size', 'StagedRandomResizedCrop': 'scale'}
 
 
 def find_full_size(cfg):
-    """The first FourierCrop size of the train pipeline, or None."""
+    """The full size of the first transform the hook sizes, or None."""
     full = None
 
     def walk(node):
         nonlocal full
         if isinstance(node, dict):
-            if node.get('type') in ('FourierCrop', 'mmpretrain.FourierCrop'):
-                full = full or node['size']
+            kind = str(node.get('type', '')).split('.')[-1]
+            if kind in SIZED:
+                full = full or node[SIZED[kind]]
             for v in node.values():
                 walk(v)
         elif isinstance(node, (list, tuple)):
@@ -80,8 +85,7 @@ def find_budget_plan(cfg):
     plan = curriculum.plan(budget, times)
     full = find_full_size(cfg)
     if full is None:
-        raise SystemExit('The train pipeline has no FourierCrop; its size '
-                         'gives the full input size.')
+        raise SystemExit(NO_FULL_SIZE)
     return plan, full, baseline
 
 
@@ -112,24 +116,9 @@ def find_curriculum(cfg):
     if max_epochs is None:
         raise SystemExit('train_cfg has no max_epochs; the curriculum needs '
                          'an epoch-based loop.')
-    full = None
-
-    def walk(node):
-        nonlocal full
-        if isinstance(node, dict):
-            if node.get('type') in ('FourierCrop', 'mmpretrain.FourierCrop'):
-                full = full or node['size']
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, (list, tuple)):
-            for v in node:
-                walk(v)
-
-    walk(cfg.train_dataloader.get('dataset'))
+    full = find_full_size(cfg)
     if full is None:
-        raise SystemExit('The train pipeline has no FourierCrop; its size '
-                         'gives the full input size.')
-    full = full if isinstance(full, int) else tuple(full)
+        raise SystemExit(NO_FULL_SIZE)
     return curriculum, max_epochs, full
 
 
