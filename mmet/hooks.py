@@ -348,11 +348,15 @@ class EfficientTrainHook(Hook):
                 'Put FourierCrop after the last resize/crop, just before '
                 'PackInputs.')
 
+    @property
+    def full_size(self) -> Optional[Union[int, Tuple[int, int]]]:
+        """The final input size of the first bound transform (after bind)."""
+        return next(iter(self._full_sizes.values()), None)
+
     # per epoch --------------------------------------------------------------
     def _key(self, epoch: int, max_epochs: int) -> tuple:
         """(stage index, size for the first crop, magnitude) of an epoch."""
-        full = next(iter(self._full_sizes.values()), 1)
-        state = self.curriculum.at(epoch, max_epochs, full)
+        state = self.curriculum.at(epoch, max_epochs, self.full_size or 1)
         return (state.index, state.size, state.magnitude)
 
     def _apply(self, key: tuple) -> None:
@@ -380,7 +384,7 @@ class EfficientTrainHook(Hook):
         stage switch, so it names the stage's epochs, not the current one.
         """
         stage = self.curriculum.stages[index]
-        full = next(iter(self._full_sizes.values()), None)
+        full = self.full_size
         size = (bandwidth_pixels(stage.bandwidth, full) if full is not None
                 else f'{stage.bandwidth:.3g}')
         text = (f'stage {index + 1}/{len(self.curriculum)} (B={size}, '

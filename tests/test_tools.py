@@ -88,3 +88,25 @@ def test_benchmark_curriculum_reports_each_stage(tmp_path):
         assert s['bound_by'] in ('loader', 'model')
     assert rep['predicted_speedup'] == pytest.approx(
         10 * 28**2 / (6 * 20**2 + 2 * 24**2 + 2 * 28**2))
+
+
+def test_benchmark_curriculum_reads_the_etpp_loop(tmp_path):
+    out = tmp_path / 'bench.json'
+    res = subprocess.run(
+        [sys.executable, 'tools/benchmark_curriculum.py',
+         osp.join(ROOT, 'configs/demo/fmnist_resnet_etpp.py'),
+         '--iters', '1', '--warmup', '1', '--out', str(out),
+         '--cfg-options', f'train_dataloader.dataset.data_root={FMNIST}',
+         'train_dataloader.dataset.indices=320',
+         'train_dataloader.batch_size=32', 'train_dataloader.num_workers=1'],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rep = json.load(open(out))
+    # the loop's 15 derived epochs over ten stages at 12, 20 and 28 px,
+    # against the baseline's 10 full-size epochs
+    assert [s['size'] for s in rep['stages']] == [12] * 2 + [20] * 4 + \
+        [28] * 4
+    assert sum(s['epochs'] for s in rep['stages']) == rep['max_epochs'] == 15
+    assert rep['baseline_epochs'] == 10
+    assert rep['predicted_speedup'] == pytest.approx(
+        10 * 28**2 / sum(s['epochs'] * s['size']**2 for s in rep['stages']))

@@ -12,13 +12,15 @@ included), on the device present:
 - ``end-to-end``: loader and training step together, as in training.
 
 From the per-stage rates and the epochs of each stage it reports three
-speedups against training every epoch at the final stage:
+speedups against training every epoch at the final stage (the baseline):
 
 - predicted: FLOPs, taking cost proportional to pixels;
 - ceiling: model step only (what a loader that keeps up would give);
 - measured: end to end.
 
-and which of loader and model binds each stage. Ratios are measured side by
+and which of loader and model binds each stage. For an EfficientTrain++
+config (``EfficientTrainLoop``) the stages and epochs are the loop's, and
+the baseline is ``baseline_epochs`` at full size. Ratios are measured side by
 side in one run; absolute rates depend on the machine.
 """
 import argparse
@@ -115,25 +117,36 @@ def main():
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    hook_cfgs = [h for h in cfg.get('custom_hooks', [])
-                 if h['type'].split('.')[-1] == 'EfficientTrainHook']
-    if not hook_cfgs:
-        raise SystemExit(f'{args.config} has no EfficientTrainHook.')
-    hook_cfg = dict(hook_cfgs[0])
-    hook_cfg.pop('type')
-    hook = EfficientTrainHook(**hook_cfg)
-    max_epochs = cfg.train_cfg.max_epochs
-
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     cfg.work_dir = osp.join(ROOT, 'work_dirs', 'benchmark_curriculum')
     cfg.log_level = 'WARNING'
     runner = Runner.from_cfg(cfg)
+    if cfg.train_cfg.get('type', '').split('.')[-1] == 'EfficientTrainLoop':
+        # ET++: the loop derives the epochs and registers the hook; the
+        # baseline is baseline_epochs at full size
+        loop = runner.train_loop
+        hook, max_epochs = loop.hook, loop.max_epochs
+        baseline_epochs = loop.baseline_epochs
+        predicted = loop.predicted_speedup()
+    else:
+        hook_cfgs = [h for h in cfg.get('custom_hooks', [])
+                     if h['type'].split('.')[-1] == 'EfficientTrainHook']
+        if not hook_cfgs:
+            raise SystemExit(f'{args.config} has no EfficientTrainHook and '
+                             'no EfficientTrainLoop.')
+        hook_cfg = dict(hook_cfgs[0])
+        hook_cfg.pop('type')
+        hook = EfficientTrainHook(**hook_cfg)
+        max_epochs = baseline_epochs = cfg.train_cfg.max_epochs
+        predicted = None
     device = next(runner.model.parameters()).device
     model = runner.model
     optim_wrapper = runner.build_optim_wrapper(cfg.optim_wrapper)
     loader = runner.build_dataloader(cfg.train_dataloader, seed=0)
     hook.bind(loader.dataset)
-    full = next(iter(hook._full_sizes.values()))
+    full = hook.full_size
+    if predicted is None:
+        predicted = hook.curriculum.speedup(max_epochs, full)
 
     rows = []
     stages = hook.curriculum.table(max_epochs, full)
@@ -168,7 +181,7 @@ def main():
     last = rows[-1]  # the final stage trains at full size: the baseline
 
     def speedup(kind):
-        base = max_epochs / last[kind]
+        base = baseline_epochs / last[kind]
         return base / sum(r['epochs'] / r[kind] for r in rows)
 
     report = dict(
@@ -179,7 +192,8 @@ def main():
         batch_size=cfg.train_dataloader.batch_size,
         max_epochs=max_epochs,
         stages=rows,
-        predicted_speedup=hook.curriculum.speedup(max_epochs, full),
+        baseline_epochs=baseline_epochs,
+        predicted_speedup=predicted,
         ceiling_speedup=speedup('model'),
         measured_speedup=speedup('end_to_end'))
     report['measured_over_ceiling'] = (
