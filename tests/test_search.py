@@ -300,3 +300,14 @@ def test_tiny_search_end_to_end_and_resume(tmp_path):
     assert report3['stop_reason'] == STOP_TRIALS
     assert 'reached --max-trials' in third.stdout
     assert len(list((work / 'trials').glob('*.json'))) == 3
+
+    # two seeds per trial: the seed-0 and seed-1 runs made above are reused,
+    # only the candidate's seed-1 run is new, and scores are averaged
+    fourth = run_tool(*args, '--seeds', '2')
+    assert fourth.returncode == 0, fourth.stderr[-3000:]
+    report4 = json.loads((work / 'search.json').read_text())
+    assert report4['trials_trained_now'] == 1
+    assert report4['trials_from_cache'] == 3
+    for t in report4['trials']:
+        assert len(t['scores']) == 2
+        assert t['score'] == pytest.approx(sum(t['scores']) / 2)

@@ -93,6 +93,10 @@ def parse_args(argv=None):
                    help='override train_dataloader.num_workers')
     g.add_argument('--seed', type=int, default=0,
                    help='one seed for every trial, so they compare')
+    g.add_argument('--seeds', type=int, default=1,
+                   help='average each trial over this many seeds (seed, '
+                   'seed+1, ...): a proxy whose run-to-run noise is near '
+                   '--tolerance chooses at random')
     g.add_argument('--metric', default='accuracy/top1',
                    help='validation metric to compare (higher is better)')
     g.add_argument('--log-level', default='WARNING',
@@ -317,17 +321,32 @@ def write_json(path: str, data) -> None:
 
 
 class TrialRunner:
-    """Trains proxy trials and keeps their results in ``work_dir/trials``."""
+    """Trains proxy trials and keeps their results in ``work_dir/trials``.
+
+    A trial's score is the mean over ``seeds``; each seed's run is cached on
+    its own, so adding seeds later reuses the runs already made.
+    """
 
     def __init__(self, proxy: Config, work_dir: str, metric: str,
-                 full_size, log=print):
+                 full_size, seeds: Sequence[int] = (0, ), log=print):
         self.proxy, self.work_dir, self.metric = proxy, work_dir, metric
-        self.full_size, self.log = full_size, log
+        self.full_size, self.seeds, self.log = full_size, seeds, log
         self.trained = self.cached = 0
         os.makedirs(osp.join(work_dir, 'trials'), exist_ok=True)
 
     def __call__(self, schedule: Tuple[Stage, ...]):
+        runs = [self._run_seed(schedule, seed) for seed in self.seeds]
+        scores = [score for score, _ in runs]
+        info = dict(key=','.join(i['key'] for _, i in runs),
+                    cached=all(i['cached'] for _, i in runs),
+                    seconds=sum(i['seconds'] for _, i in runs))
+        if len(scores) > 1:
+            info['scores'] = scores
+        return sum(scores) / len(scores), info
+
+    def _run_seed(self, schedule: Tuple[Stage, ...], seed: int):
         cfg = with_curriculum(self.proxy, schedule)
+        cfg.randomness = dict(cfg.get('randomness', {}), seed=seed)
         key = trial_key(cfg)
         path = osp.join(self.work_dir, 'trials', f'{key}.json')
         if osp.exists(path):
@@ -503,9 +522,14 @@ def main(argv=None) -> int:
     try:
         check_config(cfg)
         space = build_space(cfg, args)
+        if args.seeds < 1:
+            raise SearchError(f'--seeds must be >= 1, got {args.seeds}.')
+        # the search counts schedules; each costs --seeds proxy runs
         budget = Budget.from_speedup(
             args.target_speedup, args.max_relative_compute,
-            max_trials=args.max_trials, max_search_cost=args.max_search_cost)
+            max_trials=args.max_trials,
+            max_search_cost=None if args.max_search_cost is None else
+            args.max_search_cost / args.seeds)
         check_budget(space, budget)
         n = space.num_stages
         proxy_epochs = args.proxy_epochs or n
@@ -542,7 +566,8 @@ def main(argv=None) -> int:
 
     os.makedirs(work_dir, exist_ok=True)
     proxy = proxy_config(cfg, args, proxy_epochs)
-    runner = TrialRunner(proxy, work_dir, args.metric, full)
+    runner = TrialRunner(proxy, work_dir, args.metric, full,
+                         seeds=range(args.seed, args.seed + args.seeds))
     start = time.perf_counter()
     try:
         result = sequential_search(space, runner, args.tolerance, budget,
@@ -574,7 +599,8 @@ def main(argv=None) -> int:
         budget_met=result.budget_met, messages=result.messages,
         trials_evaluated=result.trials_run,
         trials_trained_now=runner.trained, trials_from_cache=runner.cached,
-        search_cost_full_proxy_runs=result.search_cost,
+        seeds=args.seeds,
+        search_cost_full_proxy_runs=result.search_cost * args.seeds,
         search_wall_seconds=wall, trials=rows)
 
     print()
