@@ -20,7 +20,9 @@ else:
     from .loops import EfficientTrainLoop
     from .replay import ReplayBuffer
     from .schedulers import ComputeClockScheduler
+    from .swin import SwinWindowHook, set_swin_window
     __all__ += ['EfficientTrainHook', 'FourierCrop', 'StagedRandAug',
                 'StagedRandomResizedCrop',
                 'fourier_crop', 'lanczos_resize', 'EfficientTrainLoop',
-                'ReplayBuffer', 'ComputeClockScheduler']
+                'ReplayBuffer', 'ComputeClockScheduler', 'SwinWindowHook',
+                'set_swin_window']

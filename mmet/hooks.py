@@ -349,6 +349,11 @@ class EfficientTrainHook(Hook):
                 'PackInputs.')
 
     @property
+    def current_size(self) -> Optional[Union[int, Tuple[int, int]]]:
+        """B in pixels of the stage applied last (None before the first)."""
+        return self._applied[1] if self._applied else None
+
+    @property
     def full_size(self) -> Optional[Union[int, Tuple[int, int]]]:
         """The final input size of the first bound transform (after bind)."""
         return next(iter(self._full_sizes.values()), None)

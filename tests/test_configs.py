@@ -17,6 +17,7 @@ from mmpretrain.registry import MODELS, TRANSFORMS
 from mmcv.transforms import Compose
 
 from mmet.curriculum import Curriculum, bandwidth_pixels
+from mmet.swin import set_swin_window
 
 IMAGENET = sorted(glob.glob(osp.join(ROOT, 'configs/efficienttrain/*.py')))
 ET_224 = [bandwidth_pixels(s.bandwidth, 224)
@@ -62,6 +63,7 @@ def test_imagenet_model_trains_at_every_bandwidth(path):
     model.train()
     from mmpretrain.structures import DataSample
     for size in sorted(set(ET_224)):
+        set_swin_window(model, size // 32)  # SwinWindowHook's job (Swin only)
         x = torch.randn(2, 3, size, size)
         samples = [DataSample().set_gt_label(i) for i in (1, 2)]
         loss = model.loss(x, samples)['loss']

@@ -1,0 +1,184 @@
+"""Swin windows that follow the curriculum's bandwidth B.
+
+At B < 224, Swin-T's last feature map is B/32 px: smaller than its 7x7
+window, so ``pad_small_map=True`` pads it (and the maps before it) up to
+multiples of 7, and a low-B stage pays for padding. The official
+EfficientTrain code rebuilds Swin with window = B/32 at every stage switch,
+interpolating each relative-position-bias table and its optimizer moments,
+and back at full size.
+
+Here the tables keep their full-size shape for the whole run. At a smaller
+window each attention layer computes its bias from the full table by
+bicubic interpolation, inside the autograd graph, so the gradient reaches
+the one full-size table. No parameter or buffer changes shape: DDP, the
+optimizer state and every checkpoint stay exactly those of a stock Swin,
+and there is no lossy back-and-forth interpolation of the weights.
+
+:class:`SwinWindowHook` sets the window of each train epoch from the B that
+:class:`~mmet.hooks.EfficientTrainHook` applies, and restores the full
+window for validation, testing and after training.
+"""
+from typing import Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmpretrain.models.utils import ShiftWindowMSA, WindowMSA
+from mmpretrain.registry import HOOKS
+
+from .hooks import EfficientTrainHook
+
+
+class ElasticWindowMSA(WindowMSA):
+    """:class:`WindowMSA` whose window may be smaller than its bias table's.
+
+    Instances are made from built ``WindowMSA`` modules by
+    :func:`set_swin_window` (their class is switched in place; parameters
+    and buffers are untouched). At the full window, ``forward`` is
+    ``WindowMSA.forward`` itself.
+    """
+
+    full_window: tuple
+    _index_cache: Dict[tuple, torch.Tensor]
+
+    def relative_bias(self) -> torch.Tensor:
+        """The (heads, N, N) relative position bias of the current window."""
+        wh, ww = self.window_size
+        fh, fw = self.full_window
+        heads = self.relative_position_bias_table.shape[1]
+        table = self.relative_position_bias_table.T.reshape(
+            1, heads, 2 * fh - 1, 2 * fw - 1)
+        table = F.interpolate(
+            table, size=(2 * wh - 1, 2 * ww - 1), mode='bicubic',
+            align_corners=False).reshape(heads, -1)
+        key = (wh, ww, table.device)
+        if key not in self._index_cache:
+            seq = self.double_step_seq(2 * ww - 1, wh, 1, ww)
+            index = (seq + seq.T).flip(1).reshape(-1)
+            self._index_cache[key] = index.to(table.device)
+        return table[:, self._index_cache[key]].reshape(
+            heads, wh * ww, wh * ww)
+
+    def forward(self, x: torch.Tensor,
+                mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if tuple(self.window_size) == self.full_window:
+            return super().forward(x, mask)
+        B_, N, C = x.shape
+        qkv = self.qkv(x).reshape(B_, N, 3, self.num_heads,
+                                  C // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
+        attn = q @ k.transpose(-2, -1) + self.relative_bias().unsqueeze(0)
+        if mask is not None:
+            nW = mask.shape[0]
+            attn = attn.view(B_ // nW, nW, self.num_heads, N,
+                             N) + mask.unsqueeze(1).unsqueeze(0)
+            attn = attn.view(-1, self.num_heads, N, N)
+        attn = self.attn_drop(self.softmax(attn))
+        x = (attn @ v).transpose(1, 2).reshape(B_, N, C)
+        return self.proj_drop(self.proj(x))
+
+
+def set_swin_window(model: torch.nn.Module, window: Optional[int]) -> int:
+    """Set every Swin window of ``model`` to ``window`` (None: full size).
+
+    Shifted blocks keep shifting by half the window. Returns the number of
+    attention layers changed; 0 means the model has no Swin windows.
+
+    Raises:
+        ValueError: if ``window`` is larger than a layer's full window (its
+            bias table has no entries that far apart) or not positive.
+    """
+    count = 0
+    for module in model.modules():
+        if not isinstance(module, ShiftWindowMSA):
+            continue
+        msa = module.w_msa
+        if not isinstance(msa, ElasticWindowMSA):
+            full = tuple(msa.window_size)
+            msa.__class__ = ElasticWindowMSA
+            msa.full_window, msa._index_cache = full, {}
+            module._mmet_full = (module.window_size, module.shift_size)
+        full_size, full_shift = module._mmet_full
+        size = full_size if window is None else int(window)
+        if not 0 < size <= full_size:
+            raise ValueError(
+                f'Swin window {size} is outside 1..{full_size} (the window '
+                'the model was built with); the curriculum sets '
+                'window = B / 32, so B must not exceed the full size.')
+        module.window_size = size
+        module.shift_size = size // 2 if full_shift else 0
+        msa.window_size = (size, size)
+        count += 1
+    return count
+
+
+@HOOKS.register_module()
+class SwinWindowHook(Hook):
+    """Fit Swin's window to each stage's B (window = B / ``stride``).
+
+    Add it after ``EfficientTrainHook`` (or an ``EfficientTrainLoop``)::
+
+        custom_hooks = [dict(type='EfficientTrainHook', ...),
+                        dict(type='SwinWindowHook')]
+
+    Args:
+        stride (int): Total down-sampling of the last Swin stage (patch 4 x
+            three patch mergings = 32). The window of a stage is
+            ``B // stride``, as in the official code (160 -> 5, 192 -> 6,
+            224 -> 7).
+    """
+
+    priority = 'NORMAL'  # after EfficientTrainHook (ABOVE_NORMAL) sets B
+
+    def __init__(self, stride: int = 32) -> None:
+        self.stride = stride
+        self.window: Optional[int] = None
+
+    @staticmethod
+    def _model(runner) -> torch.nn.Module:
+        model = runner.model
+        return model.module if is_model_wrapper(model) else model
+
+    def _driver(self, runner) -> EfficientTrainHook:
+        drivers = [h for h in runner.hooks
+                   if isinstance(h, EfficientTrainHook)]
+        if not drivers:
+            raise RuntimeError(
+                'SwinWindowHook follows the B of an EfficientTrainHook, but '
+                'none is registered: add one to custom_hooks (or train with '
+                'EfficientTrainLoop).')
+        return drivers[0]
+
+    def before_train(self, runner) -> None:
+        self._driver(runner)
+        if set_swin_window(self._model(runner), None) == 0:
+            raise RuntimeError(
+                'SwinWindowHook found no Swin window attention '
+                '(mmpretrain ShiftWindowMSA) in the model; remove the hook '
+                'for non-Swin models.')
+
+    def before_train_epoch(self, runner) -> None:
+        size = self._driver(runner).current_size
+        if size is None:
+            raise RuntimeError('EfficientTrainHook has not set a stage yet; '
+                               'SwinWindowHook must run after it.')
+        h = size if isinstance(size, int) else min(size)
+        self.window = max(1, h // self.stride)
+        set_swin_window(self._model(runner), self.window)
+        runner.message_hub.update_scalar('train/swin_window', self.window)
+
+    def _full(self, runner) -> None:
+        set_swin_window(self._model(runner), None)
+
+    def after_train_epoch(self, runner) -> None:
+        self._full(runner)  # validation and checkpoints see the full model
+
+    def before_val(self, runner) -> None:
+        self._full(runner)
+
+    def before_test(self, runner) -> None:
+        self._full(runner)
+
+    def after_train(self, runner) -> None:
+        self._full(runner)
