@@ -20,6 +20,10 @@ without it: ``tests/test_compat.py`` (checkpoints) and
   initialises the process group without a device (switching the default
   ``nccl`` to ``gloo``, which is the CPU backend) and drops ``device_ids``
   for CPU modules. With CUDA present nothing changes.
+- torchrun's static rendezvous keeps one store across restarts
+  (``--max-restarts``), so a restarted gloo group can read a peer address
+  of the failed attempt and hang or fail in ``connectFullMesh``. A restarted
+  group now uses the store under a prefix of its own attempt.
 - mmengine writes checkpoints to local disk in place (``open(path, 'wb')``),
   so a run killed while saving leaves a truncated ``epoch_N.pth`` that the
   next ``--resume`` picks up. Local writes now go to a temporary file in the
@@ -59,6 +63,21 @@ def _needs_full_unpickling() -> bool:
     return digit_version(torch.__version__) >= digit_version('2.6.0')
 
 
+def _restart_store(rank: int, world_size: int):
+    """torchrun's store under a prefix of its own for a restarted group.
+
+    torchrun's static rendezvous keeps one store across restarts, so a
+    restarted gloo group can read its peer's address from the failed
+    attempt and hang or fail in ``connectFullMesh``. None on a first start.
+    """
+    attempt = os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')
+    if attempt == '0':
+        return None
+    store, _, _ = next(
+        torch_dist.rendezvous('env://', rank=rank, world_size=world_size))
+    return torch_dist.PrefixStore(f'mmet/restart_{attempt}/', store)
+
+
 def _init_dist_pytorch_cpu(init_dist_pytorch):
     """Wrap mmengine's torchrun initialisation so it works without CUDA."""
 
@@ -71,11 +90,12 @@ def _init_dist_pytorch_cpu(init_dist_pytorch):
                       'nccl (set env_cfg.dist_cfg.backend=gloo to silence).',
                       logger='current')
             backend = 'gloo'
+        rank, world_size = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
+        store = _restart_store(rank, world_size)
+        if store is not None:
+            kwargs['store'] = store
         torch_dist.init_process_group(
-            backend=backend,
-            rank=int(os.environ['RANK']),
-            world_size=int(os.environ['WORLD_SIZE']),
-            **kwargs)
+            backend=backend, rank=rank, world_size=world_size, **kwargs)
 
     wrapper._mmet_cpu = True
     return wrapper
