@@ -20,6 +20,14 @@ from mmengine.hooks import Hook  # noqa: E402
 
 
 @pytest.fixture
+def mmpretrain_scope():
+    """mmpretrain as the default registry scope, whatever ran before (the
+    mmdet tests leave mmdet's)."""
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmpretrain')
+
+
+@pytest.fixture
 def fmnist() -> str:
     """The demo data; tools/setup_env.sh fetches it, so absence fails."""
     assert osp.exists(osp.join(FMNIST, 'train-images-idx3-ubyte')), \
