@@ -21,8 +21,10 @@ else:
     from .replay import ReplayBuffer
     from .schedulers import ComputeClockScheduler
     from .swin import SwinWindowHook, set_swin_window
+    from .mae import ElasticMAEPretrainDecoder, ElasticMAEViT
     __all__ += ['EfficientTrainHook', 'FourierCrop', 'StagedRandAug',
                 'StagedRandomResizedCrop',
                 'fourier_crop', 'lanczos_resize', 'EfficientTrainLoop',
                 'ReplayBuffer', 'ComputeClockScheduler', 'SwinWindowHook',
-                'set_swin_window']
+                'set_swin_window', 'ElasticMAEViT',
+                'ElasticMAEPretrainDecoder']

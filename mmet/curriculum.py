@@ -376,6 +376,10 @@ PRESETS: Dict[str, Tuple[Stage, ...]] = {
     # the full-size baseline as a one-stage curriculum (m=9), handy for
     # side-by-side runs that share every other setting
     'baseline': (Stage(share=1.0, bandwidth=1.0, magnitude=9),),
+    # MAE pre-training has no RandAugment: ET's bandwidths at a constant m
+    'efficienttrain-mae': tuple(
+        Stage(share=s.share, bandwidth=s.bandwidth, magnitude=0)
+        for s in EFFICIENTTRAIN),
 }
 
 
@@ -391,8 +395,13 @@ ETPP_BANDWIDTHS: Dict[str, Tuple[int, ...]] = {
     'cswin': (96, ) * 2 + (160, ) * 4 + (224, ) * 4,
     'deit': (96, ) * 2 + (160, ) * 4 + (192, ) * 2 + (224, ) * 2,
     'convnext': (160, ) * 6 + (224, ) * 4,
+    # MAE pre-training of a ViT (not in the official code): DeiT's
+    # bandwidths, all multiples of the 16 px patch
+    'mae': (96, ) * 2 + (160, ) * 4 + (192, ) * 2 + (224, ) * 2,
 }
 ETPP_MAGNITUDES: Tuple[int, ...] = tuple(range(10))
+# MAE pre-training has no RandAugment: m stays constant
+_FAMILY_MAGNITUDES: Dict[str, Tuple[int, ...]] = {'mae': (0, ) * 10}
 
 # The replay buffer of the official _ET_pp_wReplay_main_{res50,deitS}.py:
 # per stage, the loader yields batches of bs / R; ``buffer_size`` counts
@@ -520,7 +529,8 @@ def _family_preset(key: str, family: str = None) -> str:
 def _etpp_presets() -> Dict[str, Tuple[Stage, ...]]:
     return {
         f'efficienttrain++{family}': Curriculum.equal_compute(
-            bandwidths, ETPP_MAGNITUDES).stages
+            bandwidths, _FAMILY_MAGNITUDES.get(family,
+                                               ETPP_MAGNITUDES)).stages
         for family, bandwidths in ETPP_BANDWIDTHS.items()
     }
 

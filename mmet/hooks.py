@@ -12,6 +12,7 @@ from mmengine.runner import EpochBasedTrainLoop
 from mmpretrain.registry import HOOKS
 
 from .curriculum import Curriculum, bandwidth_pixels
+from .mae import check_mae_model
 from .transforms import (FourierCrop, StagedRandAug,
                          StagedRandomResizedCrop)
 
@@ -217,6 +218,8 @@ class EfficientTrainHook(Hook):
         dataset = runner.train_dataloader.dataset
         self._max_epochs = runner.max_epochs
         self.bind(dataset)
+        if any(s.bandwidth != 1 for s in self.curriculum.stages):
+            check_mae_model(runner.model)
         self._warn_eval_pipelines(runner, ('_val_loop', ))
         self._preflight(runner, dataset)
 
