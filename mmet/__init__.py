@@ -22,9 +22,14 @@ else:
     from .schedulers import ComputeClockScheduler
     from .swin import SwinWindowHook, set_swin_window
     from .mae import ElasticMAEPretrainDecoder, ElasticMAEViT
+    from .batch_randaug import BatchRandAugment
+    from .device_pipeline import (DeviceAugmentPreprocessor,
+                                  LoadImageBytes, fourier_crop_batch)
     __all__ += ['EfficientTrainHook', 'FourierCrop', 'StagedRandAug',
                 'StagedRandomResizedCrop',
                 'fourier_crop', 'lanczos_resize', 'EfficientTrainLoop',
                 'ReplayBuffer', 'ComputeClockScheduler', 'SwinWindowHook',
                 'set_swin_window', 'ElasticMAEViT',
-                'ElasticMAEPretrainDecoder']
+                'ElasticMAEPretrainDecoder', 'BatchRandAugment',
+                'DeviceAugmentPreprocessor', 'LoadImageBytes',
+                'fourier_crop_batch']

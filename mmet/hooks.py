@@ -8,13 +8,20 @@ from typing import (Any, Callable, Dict, Iterator, List, Optional, Sequence,
                     Tuple, Union)
 
 from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
 from mmpretrain.registry import HOOKS
 
 from .curriculum import Curriculum, bandwidth_pixels
+from .batch_randaug import BatchRandAugment
+from .device_pipeline import BatchFourierCrop
 from .mae import check_mae_model
 from .transforms import (FourierCrop, StagedRandAug,
                          StagedRandomResizedCrop)
+
+# what the hook sets B on, and m on
+BANDWIDTH_TRANSFORMS = (FourierCrop, BatchFourierCrop)
+MAGNITUDE_TRANSFORMS = (StagedRandAug, BatchRandAugment)
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
 
@@ -114,6 +121,21 @@ class StagedPipeline:
 
     def __repr__(self) -> str:
         return repr(self.pipeline)
+
+
+def iter_preprocessor_transforms(model) -> Iterator:
+    """Yield the staged parts of a model's data preprocessor, if any.
+
+    :class:`~mmet.device_pipeline.DeviceAugmentPreprocessor` augments on the
+    model's device; its Fourier crop and RandAugment are driven like the
+    pipeline's. DDP and other model wrappers are looked through.
+    """
+    if model is None:
+        return
+    if is_model_wrapper(model):
+        model = model.module
+    preprocessor = getattr(model, 'data_preprocessor', None)
+    yield from getattr(preprocessor, 'staged_transforms', lambda: [])()
 
 
 def iter_leaf_datasets(dataset) -> Iterator:
@@ -217,14 +239,16 @@ class EfficientTrainHook(Hook):
 
         dataset = runner.train_dataloader.dataset
         self._max_epochs = runner.max_epochs
-        self.bind(dataset)
+        self.bind(dataset, runner.model)
         if any(s.bandwidth != 1 for s in self.curriculum.stages):
             check_mae_model(runner.model)
         self._warn_eval_pipelines(runner, ('_val_loop', ))
         self._preflight(runner, dataset)
 
-    def bind(self, dataset) -> None:
+    def bind(self, dataset, model=None) -> None:
         """Find the transforms to drive in ``dataset``'s pipelines.
+
+        And in ``model``'s data preprocessor, for the device pipeline.
 
         Also wraps each pipeline in a :class:`StagedPipeline`, so that a
         sample that fails names its file and the stage. This must happen
@@ -233,12 +257,17 @@ class EfficientTrainHook(Hook):
         Raises:
             RuntimeError: if the pipeline cannot express the curriculum.
         """
-        transforms = list(iter_pipeline_transforms(dataset))
-        self._crops = [t for t in transforms if isinstance(t, FourierCrop)]
+        transforms = list(iter_pipeline_transforms(dataset)) + list(
+            iter_preprocessor_transforms(model))
+        self._crops = [
+            t for t in transforms if isinstance(t, BANDWIDTH_TRANSFORMS)
+        ]
         self._resizers = [
             t for t in transforms if isinstance(t, StagedRandomResizedCrop)
         ]
-        self._randaugs = [t for t in transforms if isinstance(t, StagedRandAug)]
+        self._randaugs = [
+            t for t in transforms if isinstance(t, MAGNITUDE_TRANSFORMS)
+        ]
         # configured sizes are the full sizes (kept across repeated runs)
         for c in self._crops:
             self._full_sizes.setdefault(id(c), c.size)
@@ -260,7 +289,8 @@ class EfficientTrainHook(Hook):
             raise RuntimeError(
                 'EfficientTrainHook found no FourierCrop, '
                 'StagedRandomResizedCrop or StagedRandAug in '
-                f'the train pipeline (found: {found}), so the curriculum '
+                f'the train pipeline (found: {found}) and no '
+                'DeviceAugmentPreprocessor, so the curriculum '
                 'would do nothing. Add dict(type=\'StagedRandAug\') after the '
                 'flip and dict(type=\'FourierCrop\', size=<final size>) '
                 'before PackInputs to train_dataloader.dataset.pipeline '
@@ -334,8 +364,10 @@ class EfficientTrainHook(Hook):
                     f'{key[0] + 1} (first epoch {epoch}, B={key[1]}, '
                     f'm={key[2]:g}){where}: {type(cause).__name__}: '
                     f'{cause}') from e
-            hw = _spatial_shapes(sample['inputs'])[0] \
-                if isinstance(sample, dict) and 'inputs' in sample else None
+            inputs = sample.get('inputs') if isinstance(sample, dict) else None
+            # encoded bytes (the device pipeline) have no size yet
+            hw = _spatial_shapes(inputs)[0] \
+                if getattr(inputs, 'ndim', 0) >= 2 else None
             # only check batches whose size the FourierCrop decides
             self._expected_hw[key] = hw if hw == _hw(key[1]) else None
             seen[key[1]] = hw

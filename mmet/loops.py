@@ -24,10 +24,10 @@ from mmengine.runner import EpochBasedTrainLoop
 
 from .curriculum import (BASELINE_EPOCHS, ETPP_REPLAY, BudgetPlan, Curriculum,
                          _cost, budget_for_speedup)
-from .hooks import EfficientTrainHook, iter_pipeline_transforms
+from .hooks import (BANDWIDTH_TRANSFORMS, EfficientTrainHook,
+                    iter_pipeline_transforms, iter_preprocessor_transforms)
 from .replay import ReplayBuffer
 from .schedulers import wrap_param_schedulers
-from .transforms import FourierCrop
 
 REPLAY_PRESETS = {'efficienttrain++': ETPP_REPLAY}
 
@@ -163,8 +163,10 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
         return cfg
 
     def _find_full_size(self):
-        crops = [t for t in iter_pipeline_transforms(self.dataloader.dataset)
-                 if isinstance(t, FourierCrop)]
+        transforms = list(iter_pipeline_transforms(
+            self.dataloader.dataset)) + list(
+                iter_preprocessor_transforms(self.runner.model))
+        crops = [t for t in transforms if isinstance(t, BANDWIDTH_TRANSFORMS)]
         return crops[0].size if crops else None
 
     def _loader_batch_size(self) -> Optional[int]:

@@ -39,9 +39,12 @@ def parse_args():
 
 LOOP_TYPES = ('EfficientTrainLoop', 'mmet.EfficientTrainLoop')
 NO_FULL_SIZE = ('The train pipeline has no FourierCrop or '
-                'StagedRandomResizedCrop; their size gives the full input size.')
-# the transforms the hook sizes, and the argument that holds the full size
-SIZED = {'FourierCrop': 'size', 'StagedRandomResizedCrop': 'scale'}
+                'StagedRandomResizedCrop, and there is no '
+                'DeviceAugmentPreprocessor; their size gives the full input '
+                'size.')
+# what the hook sizes, and the argument that holds the full size
+SIZED = {'FourierCrop': 'size', 'StagedRandomResizedCrop': 'scale',
+         'DeviceAugmentPreprocessor': 'crop_size'}
 
 
 def find_full_size(cfg):
@@ -61,6 +64,8 @@ def find_full_size(cfg):
                 walk(v)
 
     walk(cfg.train_dataloader.get('dataset'))
+    walk(cfg.get('model', {}).get('data_preprocessor'))
+    walk(cfg.get('data_preprocessor'))
     if full is None:
         return None
     return full if isinstance(full, int) else tuple(full)

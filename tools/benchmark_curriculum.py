@@ -7,7 +7,9 @@ For each distinct stage of the config's ``EfficientTrainHook`` it times, with
 the config's real model, optimizer, pipeline and data loader (workers
 included), on the device present:
 
-- ``loader``: the data loader alone (samples/s);
+- ``loader``: the input pipeline alone (samples/s): the data loader, plus
+  the decode and augmentation on the device for a config with
+  ``DeviceAugmentPreprocessor`` (mmet/device_pipeline.py);
 - ``model``: the training step alone on a batch of the stage's shape;
 - ``end-to-end``: loader and training step together, as in training.
 
@@ -39,6 +41,7 @@ from mmengine.registry import init_default_scope  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmet  # noqa: E402,F401
+from mmet.device_pipeline import DeviceAugmentPreprocessor  # noqa: E402
 from mmet.hooks import EfficientTrainHook  # noqa: E402
 
 
@@ -74,16 +77,30 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def time_loader(loader, iters, warmup):
-    """Samples/s of the loader alone (fresh workers, as after a switch)."""
+def time_loader(loader, iters, warmup, prepare, device):
+    """Samples/s of the input pipeline alone (fresh workers, as after a
+    switch); ``prepare`` is the device pipeline's part, if any."""
     it = iter(loader)
     for _ in range(warmup):
-        next(it)
+        prepare(next(it))
+    _sync(device)
     n, start = 0, time.perf_counter()
     for _ in range(iters):
-        batch = next(it)
+        batch = prepare(next(it))
         n += len(batch['inputs'])
+    _sync(device)
     return n / (time.perf_counter() - start), batch
+
+
+def device_pipeline_of(model):
+    """The device pipeline's decode + augment step, or the identity."""
+    pre = model.data_preprocessor
+    if not isinstance(pre, DeviceAugmentPreprocessor):
+        return lambda batch: batch
+
+    def prepare(batch):
+        return dict(batch, inputs=pre.augment(list(batch['inputs'])))
+    return prepare
 
 
 def time_model(model, optim_wrapper, batch, iters, warmup, device):
@@ -143,7 +160,8 @@ def main():
     model = runner.model
     optim_wrapper = runner.build_optim_wrapper(cfg.optim_wrapper)
     loader = runner.build_dataloader(cfg.train_dataloader, seed=0)
-    hook.bind(loader.dataset)
+    hook.bind(loader.dataset, model)
+    prepare = device_pipeline_of(model)
     full = hook.full_size
     if predicted is None:
         predicted = hook.curriculum.speedup(max_epochs, full)
@@ -156,7 +174,8 @@ def main():
         if key not in measured:
             hook.apply_stage(row['stage'] - 1)
             hook._restart_workers(loader)  # persistent workers re-fork
-            loader_rate, batch = time_loader(loader, args.iters, args.warmup)
+            loader_rate, batch = time_loader(loader, args.iters, args.warmup,
+                                             prepare, device)
             size = row['size']
             hw = (size, size) if isinstance(size, int) else tuple(size)
             got = {tuple(x.shape[-2:]) for x in batch['inputs']}

@@ -13,9 +13,13 @@ on real photos (the foolbox ImageNet JPEGs, written to files so that
   Fourier crop to B. A stage at B costs *more* than the full-size stage.
 - ``fast``: ``et_fast_train_pipeline``: the crop is resized straight to B
   (antialiased) and every augmentation runs on B x B pixels.
+- ``device``: ``et_device_pipeline`` and ``et_device_preprocessor``:
+  the loader reads the bytes, and ``DeviceAugmentPreprocessor`` decodes and
+  augments the whole batch of photos on ``--device`` (the GPU where there
+  is one), in the paper's order.
 
-One process, one thread; the two paths alternate within each repeat so that
-load from other processes skews them alike. RandAugment runs at the same
+One process, one thread (for the CPU); the paths alternate within each
+repeat so that load from other processes skews them alike. RandAugment runs at the same
 magnitude at every B (``--magnitude``), so that only the size differs. It
 prints ms per sample and each against the full-size stage of the exact
 path, and writes JSON. A benchmark, not a test.
@@ -38,16 +42,19 @@ sys.path.insert(0, osp.join(ROOT, 'tools'))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from foolbox_photos import jpeg_bytes  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.dataset import Compose  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
+from mmpretrain.registry import MODELS  # noqa: E402
 
 import mmet  # noqa: E402,F401
 from mmet.hooks import EfficientTrainHook  # noqa: E402
 
 BASE = osp.join(ROOT, 'configs/_base_/efficienttrain.py')
-PATHS = {'exact': 'et_train_pipeline', 'fast': 'et_fast_train_pipeline'}
+PATHS = {'exact': 'et_train_pipeline', 'fast': 'et_fast_train_pipeline',
+         'device': 'et_device_pipeline'}
 
 
 def parse_args():
@@ -58,6 +65,8 @@ def parse_args():
     parser.add_argument('--images', type=int, default=20)
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--magnitude', type=float, default=9)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available()
+                        else 'cpu', help='where the device pipeline runs')
     parser.add_argument('--out', default=osp.join(
         ROOT, 'work_dirs', 'benchmark_datapath.json'))
     return parser.parse_args()
@@ -70,31 +79,53 @@ class _Pipelines:
         self.pipeline = pipeline
 
 
-def build(path: str, sizes, magnitude: float):
-    """A pipeline and a hook whose stage ``i`` sets ``sizes[i]``."""
+class _Model:
+    """A model stand-in: what the hook reads the preprocessor from."""
+
+    def __init__(self, data_preprocessor):
+        self.data_preprocessor = data_preprocessor
+
+
+def build(path: str, sizes, magnitude: float, device: str):
+    """A pipeline, its batch step and a hook whose stage ``i`` sets
+    ``sizes[i]``."""
     full = max(sizes)
-    pipeline = Compose(Config.fromfile(BASE)[PATHS[path]])
+    base = Config.fromfile(BASE)
+    pipeline = Compose(base[PATHS[path]])
     stages = [dict(share=1 / len(sizes), bandwidth=s / full,
                    magnitude=magnitude) for s in sorted(sizes)]
     hook = EfficientTrainHook(curriculum=stages)
-    hook.bind(_Pipelines(pipeline))
-    return pipeline, hook
+    if path != 'device':
+        hook.bind(_Pipelines(pipeline))
+        return pipeline, None, hook
+    pre = MODELS.build(base.et_device_preprocessor).to(device)
+    hook.bind(_Pipelines(pipeline), _Model(pre))
+
+    def batch_step(samples):
+        out = pre.augment([s['inputs'] for s in samples])
+        if out.is_cuda:
+            torch.cuda.synchronize()
+        return out
+    return pipeline, batch_step, hook
 
 
 def measure(args, files):
     sizes = sorted(set(args.sizes))
-    built = {p: build(p, sizes, args.magnitude) for p in PATHS}
+    built = {p: build(p, sizes, args.magnitude, args.device) for p in PATHS}
     times = {(p, s): [] for p in PATHS for s in sizes}
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats + 1):  # the first warms up
         for i, size in enumerate(sizes):
-            for path, (pipeline, hook) in built.items():
+            for path, (pipeline, batch_step, hook) in built.items():
                 hook.apply_stage(i)
                 start = time.perf_counter()
-                for f in files:
-                    out = pipeline(dict(img_path=f, gt_label=0))
-                times[path, size].append(
-                    (time.perf_counter() - start) / len(files) * 1e3)
-                got = tuple(out['inputs'].shape[-2:])
+                samples = [pipeline(dict(img_path=f, gt_label=0))
+                           for f in files]
+                out = batch_step(samples) if batch_step else \
+                    samples[-1]['inputs']
+                if repeat:
+                    times[path, size].append(
+                        (time.perf_counter() - start) / len(files) * 1e3)
+                got = tuple(out.shape[-2:])
                 assert got == (size, size), (path, size, got)
     ref = statistics.median(times['exact', max(sizes)])
     rows = []
@@ -109,18 +140,20 @@ def measure(args, files):
 
 
 def format_table(rows) -> str:
-    head = ('B', 'exact ms', 'fast ms', 'exact/full', 'fast/full')
-    lines = ['  '.join(f'{h:>10}' for h in head)]
+    head = ('B', *(f'{p} ms' for p in PATHS), *(f'{p}/full' for p in PATHS))
+    lines = ['  '.join(f'{h:>11}' for h in head)]
     for r in rows:
-        lines.append('  '.join(f'{v:>10}' for v in (
-            r['size'], f"{r['exact_ms']:.2f}", f"{r['fast_ms']:.2f}",
-            f"{r['exact_vs_full']:.2f}", f"{r['fast_vs_full']:.2f}")))
+        lines.append('  '.join(f'{v:>11}' for v in (
+            r['size'], *(f"{r[f'{p}_ms']:.2f}" for p in PATHS),
+            *(f"{r[f'{p}_vs_full']:.2f}" for p in PATHS))))
     return '\n'.join(lines)
 
 
 def main():
     args = parse_args()
     cv2.setNumThreads(1)
+    if args.device == 'cpu':
+        torch.set_num_threads(1)
     init_default_scope('mmpretrain')
     np.random.seed(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,13 +164,15 @@ def main():
                 f.write(data)
         rows = measure(args, files)
     print(f'{len(files)} foolbox ImageNet JPEGs (512x512, decode included), '
-          f'one thread, RandAugment m={args.magnitude:g}; ms per sample, '
-          'and against the full-size stage of the exact path')
+          f'one thread, RandAugment m={args.magnitude:g}, device pipeline '
+          f'on {args.device}; ms per sample, and against the full-size '
+          'stage of the exact path')
     print(format_table(rows))
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(dict(images=len(files), repeats=args.repeats,
-                       magnitude=args.magnitude, rows=rows), f, indent=2)
+                       magnitude=args.magnitude, device=args.device,
+                       rows=rows), f, indent=2)
     print(f'wrote {args.out}')
 
 

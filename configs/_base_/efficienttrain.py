@@ -70,3 +70,40 @@ et_fast_train_pipeline = [
     *et_train_pipeline[2:-2],  # flip, StagedRandAug, RandomErasing
     dict(type='PackInputs'),
 ]
+
+# The device pipeline (mmet/device_pipeline.py): the data workers only read
+# the JPEG bytes; DeviceAugmentPreprocessor decodes them on the model's device
+# (nvjpeg on a GPU) and runs et_train_pipeline's steps on whole batches:
+# random-resized crop (mmpretrain's box distribution), flip, RandAugment
+# (9, 0.5), random erasing 0.25, then the Fourier crop to B. Colours are RGB,
+# the decoder's order. The hook drives B and m there as in the pipeline.
+# Mixup/CutMix (model.train_cfg.augments) apply as with ClsDataPreprocessor.
+# Use it with
+#   train_dataloader = dict(collate_fn=dict(type='pseudo_collate'),
+#                           dataset=dict(pipeline=_base_.et_device_pipeline))
+#   data_preprocessor = _base_.et_device_preprocessor
+et_device_pipeline = [
+    dict(type='LoadImageBytes'),
+    dict(type='PackInputs', input_key='img_bytes'),
+]
+et_device_preprocessor = dict(
+    type='DeviceAugmentPreprocessor',
+    crop_size=224,
+    randaug=dict(
+        policies='timm_increasing',
+        num_policies=2,
+        total_level=10,
+        magnitude_level=9,
+        magnitude_std=0.5,
+        hparams=dict(
+            pad_val=[round(x) for x in et_bgr_mean[::-1]],
+            interpolation='bicubic')),
+    erasing=dict(
+        erase_prob=0.25,
+        min_area_ratio=0.02,
+        max_area_ratio=1 / 3,
+        fill_color=et_bgr_mean[::-1],
+        fill_std=et_bgr_std[::-1]),
+    mean=et_bgr_mean[::-1],
+    std=et_bgr_std[::-1],
+    to_rgb=True)

@@ -1,0 +1,336 @@
+"""The device input pipeline: the loader reads bytes, the model's device does
+the rest.
+
+At a low bandwidth B the model step runs several times faster than at full
+size, and the CPU pipeline (decode, random-resized crop, RandAugment with
+PIL) cannot keep up. Here the data workers only read the encoded files
+(:class:`LoadImageBytes` + ``PackInputs``), and the data preprocessor
+(:class:`DeviceAugmentPreprocessor`) decodes, crops, flips, augments,
+erases and Fourier-crops whole batches on the device of the model: the GPU
+where there is one, the CPU otherwise. mmpretrain's batch augments (Mixup,
+CutMix) and normalisation then run as in ``ClsDataPreprocessor``.
+
+:class:`~mmet.hooks.EfficientTrainHook` drives it like the CPU pipeline: it
+sets B on its :class:`BatchFourierCrop` and m on its
+:class:`~mmet.batch_randaug.BatchRandAugment`.
+"""
+import math
+from types import SimpleNamespace
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmcv.transforms import BaseTransform
+from mmengine.fileio import get
+from mmpretrain.datasets.transforms import RandomResizedCrop
+from mmpretrain.models.utils import ClsDataPreprocessor
+from mmpretrain.registry import MODELS, TRANSFORMS
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+
+from .batch_randaug import BatchRandAugment
+from .transforms import _spectrum_rows, _to_hw
+
+
+def fourier_crop_batch(x: torch.Tensor,
+                       size: Union[int, Sequence[int]]) -> torch.Tensor:
+    """:func:`~mmet.transforms.fourier_crop` of a ``N x C x H x W`` batch.
+
+    The same real-input FFT computation as the per-image transform, in
+    torch on ``x``'s device. Floating input keeps its dtype (half precision
+    is transformed in float32); integer input is rounded and clipped to its
+    range. A channels-last batch stays channels-last.
+
+    Args:
+        x (torch.Tensor): ``N x C x H x W`` (or ``C x H x W``).
+        size (int | Sequence[int]): Output ``h`` (= ``w``) or ``(h, w)``,
+            each no larger than the input.
+
+    Returns:
+        torch.Tensor: ``N x C x h x w``.
+    """
+    H, W = x.shape[-2:]
+    h, w = _to_hw(size)
+    if h > H or w > W:
+        raise ValueError(
+            f'fourier_crop_batch: the output {h}x{w} is larger than the '
+            f'{H}x{W} input; the bandwidth B must not exceed the crop size.')
+    if (h, w) == (H, W):
+        return x
+    dtype = x.dtype
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    channels_last = x.dim() == 4 and x.is_contiguous(
+        memory_format=torch.channels_last) and not x.is_contiguous()
+    rep, alt, neg = (torch.as_tensor(i, device=x.device)
+                     for i in _spectrum_rows(H, h))
+    cols = torch.fft.rfft(x.to(work), dim=-1, norm='forward')[..., :w // 2 + 1]
+    spec = torch.fft.fft(cols, dim=-2, norm='forward')
+    small = spec.index_select(-2, rep)
+    if h % 2 == 0:
+        small = 0.5 * (small + spec.index_select(-2, alt))
+    if w % 2 == 0:
+        # the Nyquist column: F(k, -w/2) = conj(F(-k, w/2)); see fourier_crop
+        c = w // 2
+        small[..., c] = 0.5 * (spec.index_select(-2, neg)[..., c].conj() +
+                               spec.index_select(-2, alt)[..., c])
+    out = torch.fft.irfft2(small, s=(h, w), dim=(-2, -1), norm='forward')
+    if not dtype.is_floating_point:
+        info = torch.iinfo(dtype)
+        out = out.round_().clamp_(info.min, info.max)
+    out = out.to(dtype)
+    if channels_last:
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
+
+
+class BatchFourierCrop:
+    """The batched low-frequency crop whose ``size`` the hook sets.
+
+    Args:
+        size (int | Sequence[int]): The final (full) size; the curriculum
+            lowers it to B. At full size it is a no-op.
+    """
+
+    def __init__(self, size: Union[int, Sequence[int]]):
+        self.size = size
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return fourier_crop_batch(x, self.size)
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(size={self.size})'
+
+
+@TRANSFORMS.register_module()
+class LoadImageBytes(BaseTransform):
+    """Read an image file without decoding it, for the device pipeline.
+
+    Pack the bytes with ``dict(type='PackInputs', input_key='img_bytes')``
+    and collate with ``pseudo_collate``; :class:`DeviceAugmentPreprocessor`
+    decodes them.
+
+    Required Keys:
+
+    - img_path
+
+    Added Keys:
+
+    - img_bytes (np.ndarray): the file's bytes, ``uint8``, one dimension.
+
+    Args:
+        backend_args (dict, optional): mmengine file backend arguments.
+            Defaults to None (local files).
+    """
+
+    def __init__(self, backend_args: Optional[dict] = None):
+        self.backend_args = backend_args
+
+    def transform(self, results: dict) -> dict:
+        data = get(results['img_path'], backend_args=self.backend_args)
+        # a writable copy: torch refuses to wrap read-only buffers cleanly
+        results['img_bytes'] = np.frombuffer(data, dtype=np.uint8).copy()
+        return results
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(backend_args={self.backend_args})'
+
+
+def _is_jpeg(data: torch.Tensor) -> bool:
+    return data.numel() > 2 and int(data[0]) == 0xFF and int(data[1]) == 0xD8
+
+
+@MODELS.register_module()
+class DeviceAugmentPreprocessor(ClsDataPreprocessor):
+    """Decode and augment encoded train images on the model's device.
+
+    For batches of encoded images (1-D ``uint8`` tensors from
+    :class:`LoadImageBytes`), in this order, as mmpretrain's ImageNet train
+    pipeline with the low-frequency crop last:
+
+    1. decode (``torchvision.io.decode_jpeg`` on the GPU for JPEGs, the CPU
+       decoder for other formats and CPU runs);
+    2. random-resized crop to ``crop_size``, with the boxes drawn by
+       mmpretrain's ``RandomResizedCrop.rand_crop_params`` (the CPU path's
+       distribution, from the same ``numpy`` random state) and an
+       antialiased bicubic resize;
+    3. horizontal flip with ``flip_prob``;
+    4. :class:`~mmet.batch_randaug.BatchRandAugment` (``randaug``);
+    5. random erasing in mmpretrain's ``'rand'`` mode (``erasing``);
+    6. :class:`BatchFourierCrop` to the stage's B;
+    7. ``ClsDataPreprocessor``: normalisation and batch augments.
+
+    Batches of decoded images (the val and test loaders) go straight to
+    step 7, so the standard eval pipelines keep working.
+
+    Colours (``randaug`` pad values, the erasing fill) are in RGB order,
+    the order the decoder produces; ``mean`` and ``std`` keep
+    ``ClsDataPreprocessor``'s meaning (the order after ``to_rgb``).
+
+    Args:
+        crop_size (int): The final input size; the curriculum's B is a
+            fraction of it.
+        crop_ratio_range (Sequence[float]): Area range of the random crop.
+            Defaults to (0.08, 1.0).
+        aspect_ratio_range (Sequence[float]): Aspect ratio range of the
+            crop. Defaults to (3/4, 4/3).
+        max_attempts (int): Attempts before the central crop, as
+            ``RandomResizedCrop``. Defaults to 10.
+        flip_prob (float): Horizontal flip probability. Defaults to 0.5.
+        randaug (dict, optional): :class:`BatchRandAugment` arguments; None
+            disables it. Defaults to None.
+        erasing (dict, optional): ``dict(erase_prob=, min_area_ratio=,
+            max_area_ratio=, aspect_range=, fill_color=, fill_std=)`` as
+            mmpretrain's ``RandomErasing`` in ``'rand'`` mode; None disables
+            it. Defaults to None.
+        grayscale (bool): Decode to one channel. Defaults to False.
+        **kwargs: ``ClsDataPreprocessor`` arguments (mean, std, to_rgb,
+            num_classes, batch_augments, ...).
+    """
+
+    def __init__(self,
+                 crop_size: int,
+                 crop_ratio_range: Tuple[float, float] = (0.08, 1.0),
+                 aspect_ratio_range: Tuple[float, float] = (3. / 4., 4. / 3.),
+                 max_attempts: int = 10,
+                 flip_prob: float = 0.5,
+                 randaug: Optional[dict] = None,
+                 erasing: Optional[dict] = None,
+                 grayscale: bool = False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.crop_size = crop_size
+        # the CPU transform itself draws the boxes: the same distribution
+        self.box_sampler = RandomResizedCrop(
+            scale=crop_size,
+            crop_ratio_range=tuple(crop_ratio_range),
+            aspect_ratio_range=tuple(aspect_ratio_range),
+            max_attempts=max_attempts)
+        self.flip_prob = flip_prob
+        self.randaug = BatchRandAugment(**randaug) if randaug else None
+        self.erasing = None
+        if erasing:
+            # RandomErasing's defaults
+            self.erasing = dict(
+                erase_prob=0.5, min_area_ratio=0.02, max_area_ratio=0.4,
+                aspect_range=(3 / 10, 10 / 3), fill_color=(128, 128, 128),
+                fill_std=None)
+            unknown = set(erasing) - set(self.erasing)
+            if unknown:
+                raise ValueError(
+                    f'erasing takes {sorted(self.erasing)}, got '
+                    f'{sorted(unknown)}; the device pipeline erases in '
+                    "RandomErasing's 'rand' mode only.")
+            self.erasing.update(erasing)
+        self.mode = ImageReadMode.GRAY if grayscale else ImageReadMode.RGB
+        self.fourier_crop = BatchFourierCrop(crop_size)
+
+    def staged_transforms(self) -> List[object]:
+        """The parts the curriculum drives: the Fourier crop and RandAugment.
+        """
+        return [t for t in (self.fourier_crop, self.randaug) if t is not None]
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        inputs = data['inputs']
+        if isinstance(inputs, (list, tuple)) and len(inputs) and \
+                inputs[0].dim() == 1:
+            if not training:
+                raise RuntimeError(
+                    'DeviceAugmentPreprocessor got encoded images outside '
+                    'training. Val and test pipelines must decode '
+                    '(LoadImageFromFile, ResizeEdge, CenterCrop, '
+                    'PackInputs), as in mmpretrain.')
+            images = self.augment(list(inputs))
+            if self.to_rgb and images.size(1) == 3:
+                images = images.flip(1)  # the parent converts it back
+            data = dict(data, inputs=images)
+        return super().forward(data, training)
+
+    # the steps ---------------------------------------------------------------
+    def augment(self, encoded: List[torch.Tensor]) -> torch.Tensor:
+        """Steps 1-6: encoded bytes to a float ``N x C x B x B`` batch."""
+        x = self.random_resized_crop(self.decode(encoded))
+        x = self.flip(x)
+        if self.randaug is not None:
+            x = self.randaug(x)
+        if self.erasing is not None:
+            x = self.erase(x)
+        return self.fourier_crop(x)
+
+    def decode(self, encoded: List[torch.Tensor]) -> List[torch.Tensor]:
+        """Decode to ``C x H x W`` uint8 images on the device."""
+        encoded = [e.cpu() for e in encoded]
+        device = self.device
+        if device.type == 'cuda':
+            jpeg = [i for i, e in enumerate(encoded) if _is_jpeg(e)]
+            images = [None] * len(encoded)
+            if jpeg:
+                decoded = decode_jpeg([encoded[i] for i in jpeg],
+                                      mode=self.mode, device=device)
+                for i, img in zip(jpeg, decoded):
+                    images[i] = img
+            for i, img in enumerate(images):
+                if img is None:
+                    images[i] = decode_image(encoded[i],
+                                             mode=self.mode).to(device)
+            return images
+        return [decode_image(e, mode=self.mode) for e in encoded]
+
+    def crop_boxes(self, shapes: Sequence[Tuple[int, int]]
+                   ) -> List[Tuple[int, int, int, int]]:
+        """``(top, left, h, w)`` per image, as mmpretrain's RandomResizedCrop.
+        """
+        return [
+            self.box_sampler.rand_crop_params(SimpleNamespace(shape=shape))
+            for shape in shapes
+        ]
+
+    def random_resized_crop(self, images: List[torch.Tensor]) -> torch.Tensor:
+        """Crop each image and resize it to ``crop_size`` (bicubic, AA)."""
+        size = _to_hw(self.crop_size)
+        boxes = self.crop_boxes([tuple(img.shape[-2:]) for img in images])
+        # decoded images differ in size, so the resize runs per image
+        out = torch.stack([
+            F.interpolate(
+                img[None, :, top:top + h, left:left + w].float(),
+                size=size, mode='bicubic', align_corners=False,
+                antialias=True)[0]
+            for img, (top, left, h, w) in zip(images, boxes)
+        ])
+        return out.clamp_(0, 255)
+
+    def flip(self, x: torch.Tensor) -> torch.Tensor:
+        if self.flip_prob <= 0:
+            return x
+        flip = torch.rand(x.shape[0], device=x.device) < self.flip_prob
+        return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+    def erase(self, x: torch.Tensor) -> torch.Tensor:
+        """mmpretrain's ``RandomErasing`` ('rand' mode), one box per image.
+        """
+        cfg = self.erasing
+        n, c, H, W = x.shape
+        dev = x.device
+        on = torch.rand(n, device=dev) < cfg['erase_prob']
+        lo, hi = (math.log(a) for a in cfg['aspect_range'])
+        aspect = torch.exp(torch.empty(n, device=dev).uniform_(lo, hi))
+        area = H * W * torch.empty(n, device=dev).uniform_(
+            cfg['min_area_ratio'], cfg['max_area_ratio'])
+        h = torch.sqrt(area * aspect).round().clamp(max=H)
+        w = torch.sqrt(area / aspect).round().clamp(max=W)
+        top = (torch.rand(n, device=dev) * (H - h)).floor()
+        left = (torch.rand(n, device=dev) * (W - w)).floor()
+        rows = torch.arange(H, device=dev)[None, :, None]
+        cols = torch.arange(W, device=dev)[None, None, :]
+        box = ((rows >= top[:, None, None]) &
+               (rows < (top + h)[:, None, None]) &
+               (cols >= left[:, None, None]) &
+               (cols < (left + w)[:, None, None]) & on[:, None, None])
+        color = torch.tensor(cfg['fill_color'][:c], device=dev,
+                             dtype=x.dtype).view(1, c, 1, 1)
+        if cfg['fill_std'] is None:
+            fill = torch.empty_like(x).uniform_(0, 256).floor_()
+        else:
+            std = torch.tensor(cfg['fill_std'][:c], device=dev,
+                               dtype=x.dtype).view(1, c, 1, 1)
+            fill = (color + std * torch.randn_like(x)).trunc_()
+        return torch.where(box[:, None], fill.clamp_(0, 255), x)

@@ -1,0 +1,204 @@
+"""The device input pipeline: bytes from the loader, the rest in the model.
+
+CI has no GPU: everything runs on CPU tensors, through the same code.
+"""
+import os
+import os.path as osp
+import sys
+
+import mmcv
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, tiny_cfg
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+from mmpretrain.datasets.transforms import RandomResizedCrop
+from mmpretrain.registry import HOOKS, MODELS
+
+from mmet.device_pipeline import (DeviceAugmentPreprocessor,
+                                  fourier_crop_batch)
+from mmet.transforms import fourier_crop
+
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+from foolbox_photos import jpeg_bytes  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures('mmpretrain_scope')
+
+MEAN_RGB = [123.675, 116.28, 103.53]
+STD_RGB = [58.395, 57.12, 57.375]
+
+
+@pytest.mark.parametrize('shape,size', [
+    ((2, 3, 32, 32), 20), ((2, 3, 32, 32), 19), ((1, 1, 31, 27), (16, 13)),
+    ((3, 3, 40, 24), (24, 18)), ((2, 3, 32, 32), 32)])
+def test_batch_crop_is_the_per_image_transform(shape, size):
+    x = torch.rand(shape, dtype=torch.float64) * 255
+    out = fourier_crop_batch(x, size)
+    for n in range(shape[0]):
+        ref = fourier_crop(x[n].permute(1, 2, 0).numpy(), size)
+        np.testing.assert_allclose(
+            out[n].permute(1, 2, 0).numpy(), ref, atol=1e-9)
+    x32 = x.float()
+    np.testing.assert_allclose(
+        fourier_crop_batch(x32, size).double().numpy(), out.numpy(),
+        atol=2e-3)
+
+
+def test_batch_crop_keeps_dtype_and_channels_last():
+    x = (torch.rand(2, 3, 32, 32) * 255)
+    cl = x.contiguous(memory_format=torch.channels_last)
+    out = fourier_crop_batch(cl, 16)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, fourier_crop_batch(x, 16))
+    u8 = x.to(torch.uint8)
+    out8 = fourier_crop_batch(u8, 16)
+    assert out8.dtype == torch.uint8
+    ref = fourier_crop_batch(u8.float(), 16).round().clamp(0, 255)
+    torch.testing.assert_close(out8.float(), ref)
+    half = fourier_crop_batch(x.half(), 16)
+    assert half.dtype == torch.float16
+    with pytest.raises(ValueError, match='larger than the 32x32 input'):
+        fourier_crop_batch(x, 40)
+
+
+@pytest.fixture(scope='module')
+def photos(tmp_path_factory):
+    """An ImageNet-style folder of real JPEGs (the foolbox photos)."""
+    root = tmp_path_factory.mktemp('photos')
+    for i, data in enumerate(jpeg_bytes(n=16)):
+        folder = root / 'train' / f'class{i % 4}'
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f'{i:02d}.jpg').write_bytes(data)
+    return str(root)
+
+
+def preprocessor(**kwargs):
+    cfg = dict(type='DeviceAugmentPreprocessor', crop_size=64, num_classes=4,
+               mean=MEAN_RGB, std=STD_RGB, to_rgb=True)
+    cfg.update(kwargs)
+    return MODELS.build(cfg)
+
+
+def test_crops_match_the_cpu_random_resized_crop(photos):
+    """Same boxes from the same numpy state, and the same pixels."""
+    data = jpeg_bytes(n=4)
+    # mmpretrain's own class (a registry lookup could find mmdet's)
+    cpu = RandomResizedCrop(scale=64, backend='pillow',
+                            interpolation='bicubic')
+    dev = preprocessor()
+    images = dev.decode([torch.frombuffer(bytearray(d), dtype=torch.uint8)
+                         for d in data])
+    np.random.seed(3)
+    out = dev.random_resized_crop(images)
+    np.random.seed(3)
+    for n, d in enumerate(data):
+        bgr = mmcv.imfrombytes(d)
+        ref = cpu(dict(img=bgr))['img'][..., ::-1]  # to RGB
+        got = out[n].permute(1, 2, 0).numpy()
+        diff = np.abs(got - ref.astype(np.float32))
+        # decoders and resamplers differ by a few grey levels, not a crop
+        assert diff.mean() < 3, (n, diff.mean())
+
+
+def test_augment_output_and_mixup(photos):
+    dev = preprocessor(
+        randaug=dict(policies='timm_increasing', num_policies=2,
+                     magnitude_level=9, magnitude_std=0.5,
+                     hparams=dict(pad_val=[124, 116, 104])),
+        erasing=dict(erase_prob=1.0, min_area_ratio=0.02,
+                     max_area_ratio=1 / 3, fill_color=MEAN_RGB,
+                     fill_std=STD_RGB),
+        batch_augments=dict(augments=[dict(type='Mixup', alpha=0.8)]))
+    from mmpretrain.structures import DataSample
+    data = dict(
+        inputs=[torch.frombuffer(bytearray(d), dtype=torch.uint8)
+                for d in jpeg_bytes(n=4)],
+        data_samples=[DataSample().set_gt_label(i) for i in range(4)])
+    dev.fourier_crop.size = 40
+    out = dev(data, training=True)
+    assert out['inputs'].shape == (4, 3, 40, 40)
+    assert out['inputs'].dtype == torch.float32
+    # normalised, and mixup turned the labels into scores
+    assert -3 < out['inputs'].mean() < 3
+    scores = torch.stack([s.gt_score for s in out['data_samples']])
+    assert scores.shape == (4, 4) and (scores.sum(1) - 1).abs().max() < 1e-5
+    with pytest.raises(RuntimeError, match='outside training'):
+        dev(data, training=False)
+    # decoded (val) batches pass straight through to ClsDataPreprocessor
+    val = dev(dict(inputs=[torch.zeros(3, 8, 8, dtype=torch.uint8)]),
+              training=False)
+    assert val['inputs'].shape == (1, 3, 8, 8)
+
+
+@HOOKS.register_module(force=True)
+class InputRecorder(Hook):
+    """Record the preprocessed inputs' size and the RandAugment magnitude."""
+
+    def __init__(self):
+        self.seen = {}
+
+    def before_train(self, runner):
+        model = runner.model
+
+        def record(module, args):
+            self.seen.setdefault(runner.epoch, set()).add(
+                (tuple(args[0].shape[-2:]),
+                 model.data_preprocessor.randaug.magnitude_level))
+        model.backbone.register_forward_pre_hook(record)
+
+
+def test_hook_drives_the_device_pipeline_with_real_workers(photos, tmp_path):
+    cfg = tiny_cfg(
+        tmp_path, max_epochs=5,
+        custom_hooks=[dict(type='EfficientTrainHook',
+                           curriculum='efficienttrain'),
+                      dict(type='InputRecorder')])
+    cfg['model']['data_preprocessor'] = dict(
+        type='DeviceAugmentPreprocessor', crop_size=64, num_classes=4,
+        mean=MEAN_RGB, std=STD_RGB, to_rgb=True,
+        randaug=dict(policies='timm_increasing', num_policies=2,
+                     magnitude_level=9, magnitude_std=0.5))
+    cfg['train_dataloader'].update(
+        batch_size=4,
+        collate_fn=dict(type='pseudo_collate'),
+        dataset=dict(type='CustomDataset', data_root=photos,
+                     data_prefix='train', with_label=True,
+                     pipeline=[dict(type='LoadImageBytes'),
+                               dict(type='PackInputs',
+                                    input_key='img_bytes')]))
+    runner = Runner.from_cfg(Config(cfg))
+    runner.train()
+    seen = next(h for h in runner.hooks
+                if isinstance(h, InputRecorder)).seen
+    # ET at 64 px: B = 46, 46, 46, 54, 64 and m = 1, 3, 5, 7, 9
+    assert seen == {0: {((46, 46), 1)}, 1: {((46, 46), 3)},
+                    2: {((46, 46), 5)}, 3: {((54, 54), 7)},
+                    4: {((64, 64), 9)}}
+    loader = runner.train_dataloader
+    assert loader.num_workers == 2 and loader.persistent_workers
+    assert os.path.exists(osp.join(runner.work_dir, 'epoch_5.pth'))
+
+
+def test_device_config_inherits_the_et_config():
+    cfg = Config.fromfile(osp.join(
+        ROOT, 'configs/device/resnet50_et-device_8xb256_in1k.py'))
+    assert cfg.data_preprocessor.type == 'DeviceAugmentPreprocessor'
+    assert cfg.data_preprocessor.crop_size == 224
+    assert cfg.train_dataloader.collate_fn.type == 'pseudo_collate'
+    assert [t['type'] for t in cfg.train_dataloader.dataset.pipeline] == \
+        ['LoadImageBytes', 'PackInputs']
+    # the eval pipeline stays the CPU one
+    assert cfg.val_dataloader.dataset.pipeline[0].type == 'LoadImageFromFile'
+    assert 'EfficientTrainHook' in str(cfg.custom_hooks)
+    pre = MODELS.build(cfg.data_preprocessor)
+    assert isinstance(pre, DeviceAugmentPreprocessor)
+    assert pre.randaug.magnitude_level == 9
+    # the analysis tool finds the full size in the preprocessor
+    import subprocess
+    out = subprocess.run(
+        [sys.executable, 'tools/analyze_curriculum.py',
+         'configs/device/resnet50_et-device_8xb256_in1k.py'],
+        cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    assert 'predicted speedup 1.53x' in out and '  160  ' in out
