@@ -14,7 +14,12 @@ EfficientTrain++ for a budget of E = 200 full-size-equivalent epochs:
 - an :class:`~mmet.hooks.EfficientTrainHook` that follows the loop's stages
   is registered (or the configured one is checked and given the loop's
   epoch shares), so the loop and the hook cannot disagree;
-- optionally, the replay buffer of :mod:`mmet.replay` per stage.
+- optionally, the replay buffer of :mod:`mmet.replay` per stage;
+- optionally, the official EfficientTrain per-stage batch: stages below full
+  size load ``low_res_batch`` times larger batches and accumulate gradients
+  over that many times fewer iterations, so the global batch per optimizer
+  step, the steps per epoch and the LR per step (on the compute clock) stay
+  those of the config.
 """
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -59,6 +64,12 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
             Stages with R > 1 load batches of ``batch_size / R`` and make
             R-fold fewer passes over the data; optimizer steps stay the same.
             The buffer is not checkpointed: a resumed run refills it.
+        low_res_batch (int): Per-GPU batch multiplier of the stages below
+            full size (official EfficientTrain: 2). Their gradient
+            accumulation (``optim_wrapper.accumulative_counts``, which must
+            be divisible by it) is divided by the same factor, so each
+            optimizer step sees the same global batch. Not combinable with
+            ``replay``. Defaults to 1.
         compute_clock (bool): Put ``param_scheduler`` on the compute clock.
             Defaults to True.
         check_batches (bool): Passed to the hook the loop registers.
@@ -77,6 +88,7 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
                  speedup: Optional[float] = None,
                  baseline_epochs: float = BASELINE_EPOCHS,
                  replay: Union[None, str, dict] = None,
+                 low_res_batch: int = 1,
                  compute_clock: bool = True,
                  check_batches: bool = True,
                  val_begin: int = 1,
@@ -101,6 +113,9 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
         self.budget = float(budget) if budget is not None else \
             budget_for_speedup(speedup, baseline_epochs)
         self.replay_cfg = self._replay_cfg(replay, len(self.base_curriculum))
+        self.low_res_batch = self._check_low_res_batch(
+            low_res_batch, runner.optim_wrapper)
+        self._base_accumulation: Optional[int] = None
         self.plan: BudgetPlan = self.base_curriculum.plan(
             self.budget, self.replay_cfg['times'] if self.replay_cfg else None)
         super().__init__(
@@ -162,6 +177,54 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
         cfg['times'], cfg['buffer_size'] = tuple(times), tuple(sizes)
         return cfg
 
+    def _check_low_res_batch(self, factor, optim_wrapper) -> int:
+        if isinstance(factor, bool) or not isinstance(factor, int) or \
+                factor < 1:
+            raise ValueError(
+                f'low_res_batch must be an integer >= 1, got {factor!r}.')
+        if factor == 1:
+            return 1
+        if self.replay_cfg:
+            raise ValueError(
+                'low_res_batch and replay both change the loader batch of '
+                'the low-resolution stages; use one of them.')
+        counts = optim_wrapper.get('accumulative_counts', 1) \
+            if isinstance(optim_wrapper, dict) else \
+            getattr(optim_wrapper, '_accumulative_counts', 1)
+        if counts % factor:
+            raise ValueError(
+                f'low_res_batch={factor} multiplies the batch of the stages '
+                f'below full size and divides their gradient accumulation '
+                f'by {factor}, but optim_wrapper.accumulative_counts='
+                f'{counts} is not divisible by it. Set accumulative_counts='
+                f'{factor * counts} and divide train_dataloader.batch_size by '
+                f'{factor} to keep the global batch.')
+        return factor
+
+    def _stage_batch(self, index: int) -> Optional[int]:
+        """The loader batch of stage ``index``."""
+        if self.batch_size is None:
+            return None
+        times = self.plan.replay_times[index]
+        if times > 1:
+            return self.batch_size // times
+        if self.curriculum.stages[index].bandwidth < 1:
+            return self.batch_size * self.low_res_batch
+        return self.batch_size
+
+    def _set_accumulation(self, index: int) -> None:
+        """Divide the gradient accumulation by ``low_res_batch`` below full
+        size. (mmengine has no setter; the count status is recomputed as
+        ``OptimWrapper.initialize_count_status`` does.)"""
+        wrapper = self.runner.optim_wrapper
+        if self._base_accumulation is None:
+            self._base_accumulation = wrapper._accumulative_counts
+        counts = self._base_accumulation
+        if self.curriculum.stages[index].bandwidth < 1:
+            counts //= self.low_res_batch
+        wrapper._accumulative_counts = counts
+        wrapper._remainder_counts = wrapper._max_counts % counts
+
     def _find_full_size(self):
         transforms = list(iter_pipeline_transforms(
             self.dataloader.dataset)) + list(
@@ -172,11 +235,11 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
     def _loader_batch_size(self) -> Optional[int]:
         bs = getattr(getattr(self.dataloader, 'batch_sampler', None),
                      'batch_size', None)
+        if bs is None and (self.replay_cfg or self.low_res_batch > 1):
+            raise ValueError(
+                'Replay and low_res_batch change the loader batch size per '
+                'stage, but the train loader has no batch_sampler.batch_size.')
         if self.replay_cfg:
-            if bs is None:
-                raise ValueError(
-                    'Replay changes the loader batch size per stage, but '
-                    'the train loader has no batch_sampler.batch_size.')
             for i, r in enumerate(self.replay_cfg['times']):
                 if bs % r:
                     raise ValueError(
@@ -194,14 +257,20 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
         """(iterations, cost per iteration) of each stage."""
         out = []
         times = self.plan.replay_times
-        for s, n, r in zip(self.curriculum.stages, self.plan.epochs(), times):
-            if r == 1:
-                per_epoch = self.epoch_length
+        for i, (s, n, r) in enumerate(
+                zip(self.curriculum.stages, self.plan.epochs(), times)):
+            batch = self._stage_batch(i)
+            if batch == self.batch_size:
+                per_epoch, samples = self.epoch_length, 1
             else:
-                self._set_loader_batch(self.batch_size // r)
+                self._set_loader_batch(batch)
                 per_epoch = len(self.dataloader)
                 self._set_loader_batch(self.batch_size)
-            out.append((n * per_epoch, _cost(s.bandwidth, self.full_size)))
+                # an iteration trains R loaded batches (replay) or a
+                # low_res_batch times larger one
+                samples = batch * r / self.batch_size
+            out.append((n * per_epoch,
+                        samples * _cost(s.bandwidth, self.full_size)))
         return out
 
     def _bind_hook(self, runner, check_batches: bool) -> EfficientTrainHook:
@@ -259,11 +328,15 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
         return self.curriculum.stage_index(epoch, self.max_epochs)
 
     def run_epoch(self) -> None:
+        if self.low_res_batch > 1:
+            k = self.stage()
+            self._set_loader_batch(self._stage_batch(k))
+            self._set_accumulation(k)
         if self.replay_cfg:
             k = self.stage()
-            times = self.replay_cfg['times'][k]
-            self._set_loader_batch(self.batch_size // times)
+            self._set_loader_batch(self._stage_batch(k))
             if k != self._buffer_stage:
+                times = self.replay_cfg['times'][k]
                 size = self.replay_cfg['buffer_size'][k]
                 if self.buffer is None:
                     self.buffer = ReplayBuffer(

@@ -244,3 +244,60 @@ def test_speedup_gives_the_budget(tmp_path):
     loop = runner.train_loop
     assert loop.budget == 2 and runner.max_epochs == 5
     assert loop.predicted_speedup() == pytest.approx(1.5)
+
+
+@HOOKS.register_module(force=True)
+class StepCounter(Hook):
+    """Count real optimizer steps per epoch (torch's step post-hook)."""
+
+    def __init__(self):
+        self.steps = {}
+
+    def before_train(self, runner):
+        runner.optim_wrapper.optimizer.register_step_post_hook(
+            lambda *_: self.steps.__setitem__(
+                runner.epoch, self.steps.get(runner.epoch, 0) + 1))
+
+
+def test_low_res_batch_doubles_the_batch_and_keeps_the_steps(tmp_path):
+    """Official ET: 2x the batch below full size, half the accumulation."""
+    def run(work, **loop):
+        cfg = etpp_cfg(work, loop=loop,
+                       extra_hooks=[dict(type='StepCounter')])
+        cfg['train_dataloader']['batch_size'] = 4
+        cfg['optim_wrapper']['accumulative_counts'] = 2
+        runner = build_runner(cfg)
+        runner.train()
+        steps = next(h for h in runner.hooks
+                     if isinstance(h, StepCounter)).steps
+        return runner, iter_rec(runner).rows, steps
+
+    runner, rows, steps = run(tmp_path / 'scaled', low_res_batch=2)
+    ref_runner, ref_rows, ref_steps = run(tmp_path / 'ref')
+    # stage 1 (B=16): 4 epochs of 4 iterations of 8 images, no accumulation;
+    # stage 2 (full size): 1 epoch of 8 iterations of 4, accumulating 2
+    assert [r['loaded'] for r in rows] == [8] * 16 + [4] * 8
+    assert runner.train_loop.stage_iters == [(16, 0.5), (8, 1.0)]
+    assert ref_runner.train_loop.stage_iters == [(32, 0.25), (8, 1.0)]
+    # the same optimizer steps, each over a global batch of 8
+    assert steps == ref_steps == {0: 4, 1: 4, 2: 4, 3: 4, 4: 4}
+    # the compute clock: the full-size stage starts with the same LR, and
+    # both runs end where the schedule ends
+    first = next(r for r in rows if r['hw'] == (32, 32))
+    ref_first = next(r for r in ref_rows if r['hw'] == (32, 32))
+    assert first['lr'] == pytest.approx(ref_first['lr'])
+    assert iter_rec(runner).final == pytest.approx(iter_rec(ref_runner).final)
+    assert runner.optim_wrapper._accumulative_counts == 2
+    assert runner.train_dataloader.batch_sampler.batch_size == 4
+
+
+def test_low_res_batch_needs_divisible_accumulation(tmp_path):
+    cfg = etpp_cfg(tmp_path, num_workers=0, loop=dict(low_res_batch=2))
+    runner = build_runner(cfg)
+    with pytest.raises(ValueError, match=r'accumulative_counts=1 is not '
+                       r'divisible.*Set accumulative_counts=2'):
+        runner.train()
+    cfg = etpp_cfg(tmp_path, num_workers=0, loop=dict(
+        low_res_batch=2, replay=dict(times=[2, 1], buffer_size=[3, 0])))
+    with pytest.raises(ValueError, match='use one of them'):
+        build_runner(cfg).train()
