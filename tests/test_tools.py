@@ -86,6 +86,8 @@ def test_benchmark_curriculum_reports_each_stage(tmp_path):
     for s in rep['stages']:
         assert s['loader'] > 0 and s['model'] > 0 and s['end_to_end'] > 0
         assert s['bound_by'] in ('loader', 'model')
+        assert s['switch_s'] >= 0 and 0 <= s['switch_share'] < 1
+    assert 'stage switch (worker restart)' in res.stdout
     assert rep['predicted_speedup'] == pytest.approx(
         10 * 28**2 / (6 * 20**2 + 2 * 24**2 + 2 * 28**2))
 

@@ -20,7 +20,10 @@ speedups against training every epoch at the final stage (the baseline):
 - ceiling: model step only (what a loader that keeps up would give);
 - measured: end to end.
 
-and which of loader and model binds each stage. For an EfficientTrain++
+and which of loader and model binds each stage, and the cost of a stage
+switch: the hook restarts persistent workers, so the first batch after it
+waits for fresh workers; its extra time is compared with the stage's
+training time (its epochs at the end-to-end rate). For an EfficientTrain++
 config (``EfficientTrainLoop``) the stages and epochs are the loop's, and
 the baseline is ``baseline_epochs`` at full size. Ratios are measured side by
 side in one run; absolute rates depend on the machine.
@@ -78,9 +81,14 @@ def _sync(device):
 
 
 def time_loader(loader, iters, warmup, prepare, device):
-    """Samples/s of the input pipeline alone (fresh workers, as after a
-    switch); ``prepare`` is the device pipeline's part, if any."""
+    """Samples/s of the input pipeline alone, and the seconds to the first
+    batch from fresh workers (as after a stage switch); ``prepare`` is the
+    device pipeline's part, if any."""
+    start = time.perf_counter()
     it = iter(loader)
+    prepare(next(it))
+    _sync(device)
+    first = time.perf_counter() - start
     for _ in range(warmup):
         prepare(next(it))
     _sync(device)
@@ -89,7 +97,7 @@ def time_loader(loader, iters, warmup, prepare, device):
         batch = prepare(next(it))
         n += len(batch['inputs'])
     _sync(device)
-    return n / (time.perf_counter() - start), batch
+    return n / (time.perf_counter() - start), first, batch
 
 
 def device_pipeline_of(model):
@@ -174,8 +182,8 @@ def main():
         if key not in measured:
             hook.apply_stage(row['stage'] - 1)
             hook._restart_workers(loader)  # persistent workers re-fork
-            loader_rate, batch = time_loader(loader, args.iters, args.warmup,
-                                             prepare, device)
+            loader_rate, first, batch = time_loader(
+                loader, args.iters, args.warmup, prepare, device)
             size = row['size']
             hw = (size, size) if isinstance(size, int) else tuple(size)
             got = {tuple(x.shape[-2:]) for x in batch['inputs']}
@@ -185,15 +193,19 @@ def main():
                                     args.warmup, device)
             e2e_rate = time_end_to_end(model, optim_wrapper, loader,
                                        args.iters, args.warmup, device)
+            # the first batch's wait beyond a steady-state batch
+            switch = max(0.0, first - len(batch['inputs']) / loader_rate)
             measured[key] = dict(loader=loader_rate, model=model_rate,
-                                 end_to_end=e2e_rate)
+                                 end_to_end=e2e_rate, switch_s=switch)
             print(f"stage {row['stage']} B={row['size']} m="
                   f"{row['magnitude']:g}: loader {loader_rate:.0f}, model "
                   f'{model_rate:.0f}, end-to-end {e2e_rate:.0f} img/s',
                   flush=True)
         rates = measured[key]
+        stage_s = row['epochs'] * len(loader.dataset) / rates['end_to_end']
         rows.append(dict(
             row, **rates,
+            switch_share=rates['switch_s'] / stage_s if stage_s else 0.0,
             bound_by='loader' if rates['loader'] < rates['model'] else
             'model'))
 
@@ -217,15 +229,17 @@ def main():
         measured_speedup=speedup('end_to_end'))
     report['measured_over_ceiling'] = (
         report['measured_speedup'] / report['ceiling_speedup'])
+    report['max_switch_share'] = max(r['switch_share'] for r in rows)
 
     head = ('stage', 'epochs', 'B', 'm', 'loader', 'model', 'end-to-end',
-            'bound by')
+            'bound by', 'switch s', 'switch/stage')
     table = [head]
     for r in rows:
         table.append((str(r['stage']), str(r['epochs']), str(r['size']),
                       f"{r['magnitude']:g}", f"{r['loader']:.0f}",
                       f"{r['model']:.0f}", f"{r['end_to_end']:.0f}",
-                      r['bound_by']))
+                      r['bound_by'], f"{r['switch_s']:.2f}",
+                      f"{100 * r['switch_share']:.2f}%"))
     widths = [max(len(t[i]) for t in table) for i in range(len(head))]
     print(f'\n{args.config} on {device} (img/s; batch '
           f"{report['batch_size']}, {report['workers']} workers)")
@@ -237,6 +251,8 @@ def main():
     print(f"ceiling speedup (model only)  {report['ceiling_speedup']:.2f}x")
     print(f"measured speedup (end to end) {report['measured_speedup']:.2f}x"
           f"  ({report['measured_over_ceiling']:.2f} of the ceiling)")
+    print(f"stage switch (worker restart): at most "
+          f"{100 * report['max_switch_share']:.2f}% of a stage's time")
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(report, f, indent=2)
