@@ -89,19 +89,15 @@ et_device_pipeline = [
 et_device_preprocessor = dict(
     type='DeviceAugmentPreprocessor',
     crop_size=224,
+    # et_train_pipeline's RandAugment and erasing, with RGB colours
     randaug=dict(
-        policies='timm_increasing',
-        num_policies=2,
-        total_level=10,
-        magnitude_level=9,
-        magnitude_std=0.5,
+        {k: v for k, v in et_train_pipeline[3].items() if k != 'type'},
         hparams=dict(
             pad_val=[round(x) for x in et_bgr_mean[::-1]],
             interpolation='bicubic')),
     erasing=dict(
-        erase_prob=0.25,
-        min_area_ratio=0.02,
-        max_area_ratio=1 / 3,
+        {k: v for k, v in et_train_pipeline[4].items()
+         if k not in ('type', 'mode')},
         fill_color=et_bgr_mean[::-1],
         fill_std=et_bgr_std[::-1]),
     mean=et_bgr_mean[::-1],

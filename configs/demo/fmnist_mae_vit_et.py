@@ -3,16 +3,16 @@
 # (the efficienttrain-mae preset scaled to 28 px; every B a multiple of the
 # patch), mask ratio 0.75, so 6, 6, 6, 9, 12 visible patches. The same
 # classes as configs/mae/ for ViT-B; fmnist_vit_ft.py fine-tunes the result.
-default_scope = 'mmpretrain'
-custom_imports = dict(imports=['mmet'], allow_failed_imports=False)
+# Data and runtime are the demo baseline's; MAE has no evaluation.
+_base_ = ['./fmnist_resnet_baseline.py']
 
-data_root = 'data/fashion-mnist'
 full_size = 28
 patch_size = 4
 tiny_vit = dict(embed_dims=64, num_layers=4, num_heads=4,
                 feedforward_channels=128)
 
 model = dict(
+    _delete_=True,
     type='MAE',
     data_preprocessor=dict(
         type='SelfSupDataPreprocessor', mean=[72.94], std=[90.0]),
@@ -53,19 +53,13 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(
-    batch_size=128,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(
-        type='FashionMNIST',
-        data_root=data_root,
-        split='train',
-        download=False,
-        pipeline=train_pipeline))
+    dataset=dict(pipeline=train_pipeline))
+val_dataloader = val_cfg = val_evaluator = None
+test_dataloader = test_cfg = test_evaluator = None
 
 optim_wrapper = dict(
+    _delete_=True,
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.95),
                    weight_decay=0.05),
     paramwise_cfg=dict(
@@ -83,23 +77,9 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=True, begin=1,
          convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop',
+                 max_epochs=max_epochs)
 
 custom_hooks = [
     dict(type='EfficientTrainHook', curriculum='efficienttrain-mae')
 ]
-
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2),
-    sampler_seed=dict(type='DistSamplerSeedHook'))
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='gloo'))
-log_level = 'INFO'
-load_from = None
-resume = False
-randomness = dict(seed=0, deterministic=False)
