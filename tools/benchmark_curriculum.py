@@ -27,17 +27,30 @@ training time (its epochs at the end-to-end rate). For an EfficientTrain++
 config (``EfficientTrainLoop``) the stages and epochs are the loop's, and
 the baseline is ``baseline_epochs`` at full size. Ratios are measured side by
 side in one run; absolute rates depend on the machine.
+
+``--fake-data N`` replaces the train set (ImageNet for the shipped configs)
+by N random JPEGs of ImageNet's typical size, written to a temporary folder
+and read through the config's own pipeline, so the shipped configs run on a
+machine without the dataset:
+
+    python tools/benchmark_curriculum.py \
+        configs/device/resnet50_et-device_8xb256_in1k.py --fake-data 2048
 """
 import argparse
+import atexit
 import json
 import os
 import os.path as osp
+import shutil
 import sys
+import tempfile
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
@@ -60,9 +73,34 @@ def parse_args():
                         help='untimed batches before each measurement')
     parser.add_argument('--out', default=osp.join(
         ROOT, 'work_dirs', 'benchmark_curriculum.json'))
+    parser.add_argument('--fake-data', type=int, default=0, metavar='N',
+                        help='train on N random 500x375 JPEGs instead of '
+                        "the config's train set")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings, key=value')
     return parser.parse_args()
+
+
+def use_fake_data(cfg, num: int, root: str, classes: int = 10) -> None:
+    """Point the train loader at ``num`` random JPEGs in ``root``, read
+    through the config's own pipeline (a ``CustomDataset`` of class
+    folders)."""
+    dataset = cfg.train_dataloader.dataset
+    if 'pipeline' not in dataset:
+        raise SystemExit('--fake-data needs the train dataset to hold its '
+                         'pipeline (no dataset wrapper).')
+    rng = np.random.default_rng(0)
+    for i in range(num):
+        folder = osp.join(root, 'train', f'class{i % classes}')
+        os.makedirs(folder, exist_ok=True)
+        # smooth noise: JPEG sizes and decode costs close to photos'
+        img = cv2.GaussianBlur(
+            rng.integers(0, 256, (375, 500, 3), dtype=np.uint8), (0, 0), 2)
+        cv2.imwrite(osp.join(folder, f'{i:05d}.jpg'), img,
+                    [cv2.IMWRITE_JPEG_QUALITY, 90])
+    cfg.train_dataloader.dataset = dict(
+        type='CustomDataset', data_root=root, data_prefix='train',
+        pipeline=dataset.pipeline)
 
 
 def _to(data, device):
@@ -143,6 +181,10 @@ def main():
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    if args.fake_data:
+        fake_root = tempfile.mkdtemp(prefix='mmet_fake_')
+        atexit.register(shutil.rmtree, fake_root, True)
+        use_fake_data(cfg, args.fake_data, fake_root)
     cfg.work_dir = osp.join(ROOT, 'work_dirs', 'benchmark_curriculum')
     cfg.log_level = 'WARNING'
     runner = Runner.from_cfg(cfg)
