@@ -21,10 +21,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from mmengine.registry import DefaultScope
 from mmengine.utils import is_list_of, is_seq_of
 from mmpretrain.datasets.transforms.auto_augment import (RANDAUG_POLICIES,
                                                          merge_hparams)
-from mmengine.registry import DefaultScope
 from mmpretrain.registry import TRANSFORMS
 
 # The argument of each mmpretrain policy that holds a fixed magnitude (None:
