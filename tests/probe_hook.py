@@ -31,3 +31,29 @@ class ShapeProbeHook(Hook):
         path = osp.join(runner.work_dir, f'probe_rank{get_rank()}.jsonl')
         with open(path, 'a') as f:
             f.write(json.dumps(row) + '\n')
+
+
+@HOOKS.register_module()
+class ModelInputProbeHook(Hook):
+    """Per rank and epoch, the input sizes the model itself received.
+
+    For the device pipeline, whose loader yields encoded bytes; writes
+    ``<work_dir>/inputs_rank<R>.jsonl``, one line per epoch.
+    """
+
+    def before_train(self, runner):
+        model = runner.model
+        model = getattr(model, 'module', model)  # DDP
+        self.model, self.seen = model, set()
+        model.backbone.register_forward_pre_hook(
+            lambda module, args: self.seen.add(tuple(args[0].shape[-2:])))
+
+    def after_train_epoch(self, runner):
+        pre = self.model.data_preprocessor
+        row = dict(epoch=runner.epoch, shapes=sorted(self.seen),
+                   m=pre.randaug.magnitude_level,
+                   wrapped=type(runner.model).__name__)
+        path = osp.join(runner.work_dir, f'inputs_rank{get_rank()}.jsonl')
+        with open(path, 'a') as f:
+            f.write(json.dumps(row) + '\n')
+        self.seen = set()

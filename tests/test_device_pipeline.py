@@ -223,3 +223,44 @@ def test_benchmark_curriculum_times_the_device_pipeline(tmp_path):
     assert [s['size'] for s in rep['stages']] == [160, 160, 160, 192, 224]
     assert all(s['loader'] > 0 and s['end_to_end'] > 0
                for s in rep['stages'])
+
+
+def test_two_ddp_ranks_drive_the_device_pipeline(photos, tmp_path):
+    """torchrun, 2 gloo ranks: the hook reaches the preprocessor through
+    MMDistributedDataParallel, on both ranks, stage by stage."""
+    import json
+    import subprocess
+    config = tmp_path / 'ddp_device.py'
+    config.write_text(
+        f"_base_ = '{ROOT}/configs/device/resnet50_et-device_8xb256_in1k.py'\n"
+        "custom_imports = dict(imports=['mmet', 'probe_hook'])\n"
+        "custom_hooks = [dict(type='EfficientTrainHook'),\n"
+        "                dict(type='ModelInputProbeHook')]\n"
+        "model = dict(backbone=dict(depth=18),\n"
+        "             head=dict(in_channels=512, num_classes=4))\n"
+        "data_preprocessor = dict(num_classes=4, crop_size=64)\n"
+        "train_dataloader = dict(batch_size=4, num_workers=1, dataset=dict(\n"
+        "    _delete_=True, type='CustomDataset', data_prefix='train',\n"
+        f"    data_root='{photos}', pipeline=_base_.et_device_pipeline))\n"
+        "train_cfg = dict(max_epochs=5)\n"
+        "param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=True)]\n"
+        "val_dataloader = val_cfg = val_evaluator = None\n"
+        "test_dataloader = test_cfg = test_evaluator = None\n"
+        "auto_scale_lr = dict(enable=False)\n")
+    env = dict(os.environ, PYTHONPATH=osp.join(ROOT, 'tests'),
+               OMP_NUM_THREADS='1')
+    out = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run',
+         '--nproc_per_node=2', '--master_port=29537', 'tools/train.py',
+         str(config), '--launcher', 'pytorch', '--work-dir', str(tmp_path),
+         '--cfg-options', 'env_cfg.dist_cfg.backend=gloo'],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=420)
+    assert out.returncode == 0, out.stderr[-4000:]
+    for rank in (0, 1):
+        rows = [json.loads(line)
+                for line in open(tmp_path / f'inputs_rank{rank}.jsonl')]
+        assert {r['wrapped'] for r in rows} == {'MMDistributedDataParallel'}
+        # ET at 64 px: B = 46, 46, 46, 54, 64 and m = 1, 3, 5, 7, 9
+        assert [(r['shapes'], r['m']) for r in rows] == [
+            ([[46, 46]], 1), ([[46, 46]], 3), ([[46, 46]], 5),
+            ([[54, 54]], 7), ([[64, 64]], 9)]
