@@ -138,6 +138,13 @@ def iter_preprocessor_transforms(model) -> Iterator:
     yield from getattr(preprocessor, 'staged_transforms', lambda: [])()
 
 
+def iter_staged_transforms(dataset, model=None) -> Iterator:
+    """Every transform of ``dataset``'s pipelines, then the staged parts of
+    ``model``'s data preprocessor: all the hook may drive."""
+    yield from iter_pipeline_transforms(dataset)
+    yield from iter_preprocessor_transforms(model)
+
+
 def iter_leaf_datasets(dataset) -> Iterator:
     """Yield every dataset that has its own callable ``pipeline``.
 
@@ -257,8 +264,7 @@ class EfficientTrainHook(Hook):
         Raises:
             RuntimeError: if the pipeline cannot express the curriculum.
         """
-        transforms = list(iter_pipeline_transforms(dataset)) + list(
-            iter_preprocessor_transforms(model))
+        transforms = list(iter_staged_transforms(dataset, model))
         self._crops = [
             t for t in transforms if isinstance(t, BANDWIDTH_TRANSFORMS)
         ]

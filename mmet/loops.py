@@ -30,7 +30,7 @@ from mmengine.runner import EpochBasedTrainLoop
 from .curriculum import (BASELINE_EPOCHS, ETPP_REPLAY, BudgetPlan, Curriculum,
                          _cost, budget_for_speedup)
 from .hooks import (BANDWIDTH_TRANSFORMS, EfficientTrainHook,
-                    iter_pipeline_transforms, iter_preprocessor_transforms)
+                    iter_staged_transforms)
 from .replay import ReplayBuffer
 from .schedulers import wrap_param_schedulers
 
@@ -226,10 +226,11 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
         wrapper._remainder_counts = wrapper._max_counts % counts
 
     def _find_full_size(self):
-        transforms = list(iter_pipeline_transforms(
-            self.dataloader.dataset)) + list(
-                iter_preprocessor_transforms(self.runner.model))
-        crops = [t for t in transforms if isinstance(t, BANDWIDTH_TRANSFORMS)]
+        crops = [
+            t for t in iter_staged_transforms(self.dataloader.dataset,
+                                              self.runner.model)
+            if isinstance(t, BANDWIDTH_TRANSFORMS)
+        ]
         return crops[0].size if crops else None
 
     def _loader_batch_size(self) -> Optional[int]:
@@ -328,24 +329,22 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
         return self.curriculum.stage_index(epoch, self.max_epochs)
 
     def run_epoch(self) -> None:
+        k = self.stage()
+        # the configured batch unless replay or low_res_batch change it
+        self._set_loader_batch(self._stage_batch(k))
         if self.low_res_batch > 1:
-            k = self.stage()
-            self._set_loader_batch(self._stage_batch(k))
             self._set_accumulation(k)
-        if self.replay_cfg:
-            k = self.stage()
-            self._set_loader_batch(self._stage_batch(k))
-            if k != self._buffer_stage:
-                times = self.replay_cfg['times'][k]
-                size = self.replay_cfg['buffer_size'][k]
-                if self.buffer is None:
-                    self.buffer = ReplayBuffer(
-                        times, size, split=self.replay_cfg['split'],
-                        fp16=self.replay_cfg['fp16'],
-                        seed=(self.runner.seed or 0) + 1000 * get_rank())
-                else:
-                    self.buffer.configure(times, size)
-                self._buffer_stage = k
+        if self.replay_cfg and k != self._buffer_stage:
+            times = self.replay_cfg['times'][k]
+            size = self.replay_cfg['buffer_size'][k]
+            if self.buffer is None:
+                self.buffer = ReplayBuffer(
+                    times, size, split=self.replay_cfg['split'],
+                    fp16=self.replay_cfg['fp16'],
+                    seed=(self.runner.seed or 0) + 1000 * get_rank())
+            else:
+                self.buffer.configure(times, size)
+            self._buffer_stage = k
         super().run_epoch()
 
     def run_iter(self, idx, data_batch) -> None:
