@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from mmcv.transforms import BaseTransform
 from mmengine.fileio import get
-from mmpretrain.datasets.transforms import RandomResizedCrop
+from mmpretrain.datasets.transforms import RandomErasing, RandomResizedCrop
 from mmpretrain.models.utils import ClsDataPreprocessor
 from mmpretrain.registry import MODELS, TRANSFORMS
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
@@ -209,18 +209,13 @@ class DeviceAugmentPreprocessor(ClsDataPreprocessor):
         self.randaug = BatchRandAugment(**randaug) if randaug else None
         self.erasing = None
         if erasing:
-            # RandomErasing's defaults
-            self.erasing = dict(
-                erase_prob=0.5, min_area_ratio=0.02, max_area_ratio=0.4,
-                aspect_range=(3 / 10, 10 / 3), fill_color=(128, 128, 128),
-                fill_std=None)
-            unknown = set(erasing) - set(self.erasing)
-            if unknown:
+            if erasing.get('mode', 'rand') != 'rand':
                 raise ValueError(
-                    f'erasing takes {sorted(self.erasing)}, got '
-                    f'{sorted(unknown)}; the device pipeline erases in '
-                    "RandomErasing's 'rand' mode only.")
-            self.erasing.update(erasing)
+                    "The device pipeline erases in RandomErasing's 'rand' "
+                    f"mode only, got mode={erasing['mode']!r}.")
+            # mmpretrain's transform checks the settings and gives the
+            # defaults; erase() applies it batched
+            self.erasing = RandomErasing(**dict(erasing, mode='rand'))
         self.mode = ImageReadMode.GRAY if grayscale else ImageReadMode.RGB
         self.fourier_crop = BatchFourierCrop(crop_size)
 
@@ -310,11 +305,11 @@ class DeviceAugmentPreprocessor(ClsDataPreprocessor):
         cfg = self.erasing
         n, c, H, W = x.shape
         dev = x.device
-        on = torch.rand(n, device=dev) < cfg['erase_prob']
-        lo, hi = (math.log(a) for a in cfg['aspect_range'])
+        on = torch.rand(n, device=dev) < cfg.erase_prob
+        lo, hi = (math.log(a) for a in cfg.aspect_range)
         aspect = torch.exp(torch.empty(n, device=dev).uniform_(lo, hi))
         area = H * W * torch.empty(n, device=dev).uniform_(
-            cfg['min_area_ratio'], cfg['max_area_ratio'])
+            cfg.min_area_ratio, cfg.max_area_ratio)
         h = torch.sqrt(area * aspect).round().clamp(max=H)
         w = torch.sqrt(area / aspect).round().clamp(max=W)
         top = (torch.rand(n, device=dev) * (H - h)).floor()
@@ -325,12 +320,11 @@ class DeviceAugmentPreprocessor(ClsDataPreprocessor):
                (rows < (top + h)[:, None, None]) &
                (cols >= left[:, None, None]) &
                (cols < (left + w)[:, None, None]) & on[:, None, None])
-        color = torch.tensor(cfg['fill_color'][:c], device=dev,
-                             dtype=x.dtype).view(1, c, 1, 1)
-        if cfg['fill_std'] is None:
+        if cfg.fill_std is None:
             fill = torch.empty_like(x).uniform_(0, 256).floor_()
         else:
-            std = torch.tensor(cfg['fill_std'][:c], device=dev,
-                               dtype=x.dtype).view(1, c, 1, 1)
+            color, std = (torch.tensor(v[:c], device=dev,
+                                       dtype=x.dtype).view(1, c, 1, 1)
+                          for v in (cfg.fill_color, cfg.fill_std))
             fill = (color + std * torch.randn_like(x)).trunc_()
         return torch.where(box[:, None], fill.clamp_(0, 255), x)

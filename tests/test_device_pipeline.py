@@ -264,3 +264,23 @@ def test_two_ddp_ranks_drive_the_device_pipeline(photos, tmp_path):
         assert [(r['shapes'], r['m']) for r in rows] == [
             ([[46, 46]], 1), ([[46, 46]], 3), ([[46, 46]], 5),
             ([[54, 54]], 7), ([[64, 64]], 9)]
+
+
+def test_erasing_draws_one_box_per_image_in_the_area_range():
+    dev = preprocessor(erasing=dict(
+        erase_prob=1.0, min_area_ratio=0.1, max_area_ratio=0.3,
+        fill_color=0, fill_std=0.0))
+    x = torch.full((64, 3, 40, 40), 100.)
+    out = dev.erase(x)
+    erased = out == 0
+    assert ((out == 0) | (out == 100)).all()
+    for img in erased.all(1):  # the same box in every channel
+        rows, cols = img.any(1).nonzero(), img.any(0).nonzero()
+        h, w = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min()
+                                                     + 1)
+        assert img.sum() == h * w  # one filled rectangle
+        assert 0.1 * 1600 * 0.8 <= h * w <= 0.3 * 1600 * 1.2
+    dev.erasing.erase_prob = 0.0
+    assert torch.equal(dev.erase(x), x)
+    with pytest.raises(ValueError, match="'rand' mode only"):
+        preprocessor(erasing=dict(mode='const'))
