@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from mmcv.transforms import BaseTransform
 from mmengine.fileio import get
-from mmpretrain.datasets.transforms import RandomErasing, RandomResizedCrop
+from mmpretrain.datasets.transforms import (RandomCrop, RandomErasing,
+                                            RandomResizedCrop)
 from mmpretrain.models.utils import ClsDataPreprocessor
 from mmpretrain.registry import MODELS, TRANSFORMS
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
@@ -135,44 +136,72 @@ class LoadImageBytes(BaseTransform):
         return f'{self.__class__.__name__}(backend_args={self.backend_args})'
 
 
+def _is_encoded(inputs) -> bool:
+    """Whether a batch holds encoded images (1-D byte tensors)."""
+    return isinstance(inputs, (list, tuple)) and len(inputs) > 0 and \
+        inputs[0].dim() == 1
+
+
+def _is_raw(inputs) -> bool:
+    """Whether a batch holds images to augment: encoded, or ``uint8``."""
+    first = inputs if isinstance(inputs, torch.Tensor) else inputs[0]
+    return _is_encoded(inputs) or first.dtype == torch.uint8
+
+
 def _is_jpeg(data: torch.Tensor) -> bool:
     return data.numel() > 2 and int(data[0]) == 0xFF and int(data[1]) == 0xD8
 
 
 @MODELS.register_module()
 class DeviceAugmentPreprocessor(ClsDataPreprocessor):
-    """Decode and augment encoded train images on the model's device.
+    """Augment whole train batches on the model's device.
 
-    For batches of encoded images (1-D ``uint8`` tensors from
-    :class:`LoadImageBytes`), in this order, as mmpretrain's ImageNet train
-    pipeline with the low-frequency crop last:
+    The train loader delivers either encoded images (1-D ``uint8`` tensors
+    from :class:`LoadImageBytes`, collated with ``pseudo_collate``) or
+    decoded ones (``uint8`` images straight from the dataset, e.g. the
+    in-memory MNIST family with only ``PackInputs`` in the pipeline). Each
+    train batch goes through, in this order, as mmpretrain's train pipelines
+    with the low-frequency crop last:
 
-    1. decode (``torchvision.io.decode_jpeg`` on the GPU for JPEGs, the CPU
-       decoder for other formats and CPU runs);
-    2. random-resized crop to ``crop_size``, with the boxes drawn by
-       mmpretrain's ``RandomResizedCrop.rand_crop_params`` (the CPU path's
-       distribution, from the same ``numpy`` random state) and an
-       antialiased bicubic resize;
+    1. decode, for encoded images (``torchvision.io.decode_jpeg`` on the GPU
+       for JPEGs, the CPU decoder for other formats and CPU runs);
+    2. the crop to ``crop_size``: by default a random-resized crop, with the
+       boxes drawn by mmpretrain's ``RandomResizedCrop.rand_crop_params``
+       (the CPU path's distribution, from the same ``numpy`` random state)
+       and an antialiased bicubic resize; with ``crop_padding``, mmpretrain's
+       ``RandomCrop`` (zero padding, offsets from its ``rand_crop_params``);
     3. horizontal flip with ``flip_prob``;
     4. :class:`~mmet.batch_randaug.BatchRandAugment` (``randaug``);
     5. random erasing in mmpretrain's ``'rand'`` mode (``erasing``);
     6. :class:`BatchFourierCrop` to the stage's B;
     7. ``ClsDataPreprocessor``: normalisation and batch augments.
 
-    Batches of decoded images (the val and test loaders) go straight to
-    step 7, so the standard eval pipelines keep working.
+    Outside training (the val and test loaders) batches go straight to
+    step 7, so the standard eval pipelines keep working; so do floating
+    point batches, taken as augmented already.
 
-    Colours (``randaug`` pad values, the erasing fill) are in RGB order,
-    the order the decoder produces; ``mean`` and ``std`` keep
-    ``ClsDataPreprocessor``'s meaning (the order after ``to_rgb``).
+    Per sample, the work of steps 2-6 is the same as the CPU pipeline's;
+    batched, it costs a fraction of the per-sample Python transforms and
+    their transfer from the workers, which is what lets a low-B stage run at
+    the model's pace (see ``tools/benchmark_curriculum.py``).
+
+    Colours (``randaug`` pad values, the erasing fill) are in RGB order:
+    decoded inputs are taken in the loader's order (BGR where ``to_rgb``,
+    as ``ClsDataPreprocessor``) and turned to RGB first. ``mean`` and
+    ``std`` keep ``ClsDataPreprocessor``'s meaning (the order after
+    ``to_rgb``).
 
     Args:
         crop_size (int): The final input size; the curriculum's B is a
             fraction of it.
-        crop_ratio_range (Sequence[float]): Area range of the random crop.
-            Defaults to (0.08, 1.0).
+        crop_padding (int, optional): Crop as mmpretrain's
+            ``RandomCrop(crop_size, padding=crop_padding)`` (CIFAR-style, for
+            images of ``crop_size``) instead of the random-resized crop.
+            Defaults to None.
+        crop_ratio_range (Sequence[float]): Area range of the random-resized
+            crop. Defaults to (0.08, 1.0).
         aspect_ratio_range (Sequence[float]): Aspect ratio range of the
-            crop. Defaults to (3/4, 4/3).
+            random-resized crop. Defaults to (3/4, 4/3).
         max_attempts (int): Attempts before the central crop, as
             ``RandomResizedCrop``. Defaults to 10.
         flip_prob (float): Horizontal flip probability. Defaults to 0.5.
@@ -189,6 +218,7 @@ class DeviceAugmentPreprocessor(ClsDataPreprocessor):
 
     def __init__(self,
                  crop_size: int,
+                 crop_padding: Optional[int] = None,
                  crop_ratio_range: Tuple[float, float] = (0.08, 1.0),
                  aspect_ratio_range: Tuple[float, float] = (3. / 4., 4. / 3.),
                  max_attempts: int = 10,
@@ -199,12 +229,16 @@ class DeviceAugmentPreprocessor(ClsDataPreprocessor):
                  **kwargs):
         super().__init__(**kwargs)
         self.crop_size = crop_size
+        self.crop_padding = crop_padding
         # the CPU transform itself draws the boxes: the same distribution
-        self.box_sampler = RandomResizedCrop(
-            scale=crop_size,
-            crop_ratio_range=tuple(crop_ratio_range),
-            aspect_ratio_range=tuple(aspect_ratio_range),
-            max_attempts=max_attempts)
+        if crop_padding is None:
+            self.box_sampler = RandomResizedCrop(
+                scale=crop_size,
+                crop_ratio_range=tuple(crop_ratio_range),
+                aspect_ratio_range=tuple(aspect_ratio_range),
+                max_attempts=max_attempts)
+        else:
+            self.box_sampler = RandomCrop(crop_size, padding=crop_padding)
         self.flip_prob = flip_prob
         self.randaug = BatchRandAugment(**randaug) if randaug else None
         self.erasing = None
@@ -225,25 +259,42 @@ class DeviceAugmentPreprocessor(ClsDataPreprocessor):
         return [t for t in (self.fourier_crop, self.randaug) if t is not None]
 
     def forward(self, data: dict, training: bool = False) -> dict:
-        inputs = data['inputs']
-        if isinstance(inputs, (list, tuple)) and len(inputs) and \
-                inputs[0].dim() == 1:
-            if not training:
-                raise RuntimeError(
-                    'DeviceAugmentPreprocessor got encoded images outside '
-                    'training. Val and test pipelines must decode '
-                    '(LoadImageFromFile, ResizeEdge, CenterCrop, '
-                    'PackInputs), as in mmpretrain.')
-            images = self.augment(list(inputs))
+        if training and _is_raw(data['inputs']):
+            images = self.augment(data['inputs'])
             if self.to_rgb and images.size(1) == 3:
                 images = images.flip(1)  # the parent converts it back
             data = dict(data, inputs=images)
+        elif _is_encoded(data['inputs']):
+            raise RuntimeError(
+                'DeviceAugmentPreprocessor got encoded images outside '
+                'training. Val and test pipelines must decode '
+                '(LoadImageFromFile, ResizeEdge, CenterCrop, PackInputs), as '
+                'in mmpretrain.')
         return super().forward(data, training)
 
     # the steps ---------------------------------------------------------------
-    def augment(self, encoded: List[torch.Tensor]) -> torch.Tensor:
-        """Steps 1-6: encoded bytes to a float ``N x C x B x B`` batch."""
-        x = self.random_resized_crop(self.decode(encoded))
+    def augment(self, inputs: Union[torch.Tensor, Sequence[torch.Tensor]]
+                ) -> torch.Tensor:
+        """Steps 1-6: a train batch to a float RGB ``N x C x B x B`` batch.
+
+        ``inputs``: encoded images (a list of 1-D ``uint8`` tensors), or
+        decoded ones in the loader's channel order (a list of ``C x H x W``
+        or a stacked ``N x C x H x W`` tensor).
+        """
+        if _is_encoded(inputs):
+            images = self.decode(list(inputs))
+        elif isinstance(inputs, torch.Tensor):  # default_collate
+            images = inputs.to(self.device)
+            if self.to_rgb and images.size(1) == 3:
+                images = images.flip(1)  # BGR to RGB
+        else:
+            images = [x.to(self.device) for x in inputs]
+            if self.to_rgb and images[0].size(0) == 3:
+                images = [x.flip(0) for x in images]  # BGR to RGB
+        if self.crop_padding is None:
+            x = self.random_resized_crop(images)
+        else:
+            x = self.random_crop(images)
         x = self.flip(x)
         if self.randaug is not None:
             x = self.randaug(x)
@@ -292,6 +343,34 @@ class DeviceAugmentPreprocessor(ClsDataPreprocessor):
             for img, (top, left, h, w) in zip(images, boxes)
         ])
         return out.clamp_(0, 255)
+
+    def random_crop(self, images: Union[torch.Tensor, Sequence[torch.Tensor]]
+                    ) -> torch.Tensor:
+        """Zero-pad by ``crop_padding`` and crop ``crop_size`` at random
+        offsets, as mmpretrain's RandomCrop."""
+        th, tw = _to_hw(self.crop_size)
+        shapes = sorted({tuple(img.shape[-2:]) for img in images})
+        if len(shapes) != 1 or shapes[0][0] < th or shapes[0][1] < tw:
+            raise ValueError(
+                'DeviceAugmentPreprocessor(crop_padding=...) needs images of '
+                f'one size, at least crop_size={self.crop_size}; got '
+                f'{shapes}. Use the random-resized crop (crop_padding=None) '
+                'for images of varied sizes.')
+        if not isinstance(images, torch.Tensor):
+            images = torch.stack(list(images))
+        p = self.crop_padding
+        x = F.pad(images.float(), (p, p, p, p))
+        padded = SimpleNamespace(shape=x.shape[-2:])
+        offsets = torch.tensor(
+            [self.box_sampler.rand_crop_params(padded)[:2]
+             for _ in range(x.shape[0])], device=x.device)
+        rows = offsets[:, :1] + torch.arange(th, device=x.device)
+        cols = offsets[:, 1:] + torch.arange(tw, device=x.device)
+        n = torch.arange(x.shape[0], device=x.device)
+        # out[n, :, i, j] = x[n, :, rows[n, i], cols[n, j]]
+        return x.permute(0, 2, 3, 1)[n[:, None, None], rows[:, :, None],
+                                     cols[:, None, :]].permute(
+                                         0, 3, 1, 2).contiguous()
 
     def flip(self, x: torch.Tensor) -> torch.Tensor:
         if self.flip_prob <= 0:

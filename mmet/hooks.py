@@ -264,7 +264,12 @@ class EfficientTrainHook(Hook):
         Raises:
             RuntimeError: if the pipeline cannot express the curriculum.
         """
-        transforms = list(iter_staged_transforms(dataset, model))
+        in_pipeline = list(iter_pipeline_transforms(dataset))
+        transforms = in_pipeline + list(iter_preprocessor_transforms(model))
+        # samples leave the workers at B only if the pipeline sizes them
+        self._sized_in_pipeline = any(
+            isinstance(t, (FourierCrop, StagedRandomResizedCrop))
+            for t in in_pipeline)
         self._crops = [
             t for t in transforms if isinstance(t, BANDWIDTH_TRANSFORMS)
         ]
@@ -375,11 +380,12 @@ class EfficientTrainHook(Hook):
             hw = _spatial_shapes(inputs)[0] \
                 if getattr(inputs, 'ndim', 0) >= 2 else None
             # only check batches whose size the FourierCrop decides
-            self._expected_hw[key] = hw if hw == _hw(key[1]) else None
+            self._expected_hw[key] = hw if hw == _hw(key[1]) and \
+                self._sized_in_pipeline else None
             seen[key[1]] = hw
         self._applied = None
         sizes = set(seen.values())
-        if self._crops and len(seen) > 1 and len(sizes) == 1 and \
+        if self._sized_in_pipeline and len(seen) > 1 and len(sizes) == 1 and \
                 None not in sizes:
             raise RuntimeError(
                 f'The curriculum sets FourierCrop to B={list(seen)}, but the '

@@ -14,7 +14,8 @@ from conftest import ROOT, tiny_cfg
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
-from mmpretrain.datasets.transforms import RandomResizedCrop
+from mmpretrain.datasets.transforms import RandomCrop, RandomResizedCrop
+from mmpretrain.structures import DataSample
 from mmpretrain.registry import HOOKS, MODELS
 
 from mmet.device_pipeline import (DeviceAugmentPreprocessor,
@@ -132,6 +133,46 @@ def test_augment_output_and_mixup(photos):
     assert val['inputs'].shape == (1, 3, 8, 8)
 
 
+def test_padded_crop_matches_mmpretrain_random_crop():
+    """crop_padding: mmpretrain's RandomCrop offsets from the same numpy
+    state, so the very same pixels."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 28, 28), dtype=np.uint8)
+    cpu = RandomCrop(crop_size=28, padding=2)
+    dev = preprocessor(crop_size=28, crop_padding=2, flip_prob=0,
+                       mean=[0], std=[1], to_rgb=False)
+    np.random.seed(5)
+    out = dev.random_crop(torch.from_numpy(images)[:, None])
+    np.random.seed(5)
+    for n, img in enumerate(images):
+        ref = cpu(dict(img=img))['img']
+        np.testing.assert_array_equal(out[n, 0].numpy(), ref)
+    with pytest.raises(ValueError, match='crop_padding=None'):
+        dev.random_crop([torch.zeros(1, 28, 28), torch.zeros(1, 30, 30)])
+
+
+def test_decoded_train_batches_are_augmented():
+    """Decoded uint8 batches (stacked or listed) go through steps 2-6 in RGB;
+    floating batches count as augmented."""
+    dev = preprocessor(crop_size=16, crop_padding=0, flip_prob=0,
+                       mean=[0] * 3, std=[1] * 3, to_rgb=True)
+    dev.fourier_crop.size = 12
+    bgr = torch.zeros(2, 3, 16, 16, dtype=torch.uint8)
+    bgr[:, 0] = 200  # blue, in the loader's BGR order
+    samples = [DataSample().set_gt_label(0) for _ in range(2)]
+    for inputs in (bgr, list(bgr)):
+        out = dev(dict(inputs=inputs, data_samples=samples), training=True)
+        assert out['inputs'].shape == (2, 3, 12, 12)
+        # to_rgb: blue ends in the last channel, unchanged by the low-pass
+        torch.testing.assert_close(out['inputs'][:, 2],
+                                   torch.full((2, 12, 12), 200.),
+                                   atol=1e-3, rtol=0)
+        assert out['inputs'][:, :2].abs().max() < 1e-3
+    done = torch.rand(2, 3, 10, 10)
+    out = dev(dict(inputs=done, data_samples=samples), training=True)
+    assert out['inputs'].shape == (2, 3, 10, 10)  # not cropped again
+
+
 @HOOKS.register_module(force=True)
 class InputRecorder(Hook):
     """Record the preprocessed inputs' size and the RandAugment magnitude."""
@@ -143,6 +184,8 @@ class InputRecorder(Hook):
         model = runner.model
 
         def record(module, args):
+            if not module.training:  # validation runs at full size
+                return
             self.seen.setdefault(runner.epoch, set()).add(
                 (tuple(args[0].shape[-2:]),
                  model.data_preprocessor.randaug.magnitude_level))
@@ -179,6 +222,30 @@ def test_hook_drives_the_device_pipeline_with_real_workers(photos, tmp_path):
     loader = runner.train_dataloader
     assert loader.num_workers == 2 and loader.persistent_workers
     assert os.path.exists(osp.join(runner.work_dir, 'epoch_5.pth'))
+
+
+def test_batched_demo_config_trains_each_stage_with_a_worker(tmp_path):
+    """configs/demo/fmnist_resnet_et_batchaug.py, on 512 demo images: the
+    worker only packs, and the model sees each stage's B and m."""
+    cfg = Config.fromfile(
+        osp.join(ROOT, 'configs/demo/fmnist_resnet_et_batchaug.py'))
+    cfg.work_dir = str(tmp_path)
+    cfg.train_dataloader.dataset.indices = 512
+    cfg.train_cfg.val_interval = 5
+    cfg.val_dataloader.dataset.indices = 500
+    cfg.custom_hooks.append(dict(type='InputRecorder'))
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    seen = next(h for h in runner.hooks
+                if isinstance(h, InputRecorder)).seen
+    # five stages of two epochs: B = 20, 20, 20, 24, 28 px; m = 1, 3, 5, 7, 9
+    stages = [((20, 20), 1), ((20, 20), 3), ((20, 20), 5), ((24, 24), 7),
+              ((28, 28), 9)]
+    assert seen == {e: {stages[e // 2]} for e in range(10)}
+    loader = runner.train_dataloader
+    assert loader.num_workers == 1 and loader.persistent_workers
+    assert [t['type'] for t in cfg.train_dataloader.dataset.pipeline] == \
+        ['PackInputs']
 
 
 def test_device_config_inherits_the_et_config():

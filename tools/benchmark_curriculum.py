@@ -26,7 +26,10 @@ waits for fresh workers; its extra time is compared with the stage's
 training time (its epochs at the end-to-end rate). For an EfficientTrain++
 config (``EfficientTrainLoop``) the stages and epochs are the loop's, and
 the baseline is ``baseline_epochs`` at full size. Ratios are measured side by
-side in one run; absolute rates depend on the machine.
+side in one run: ``--repeats`` rounds over all the stages, each rate the
+median of its rounds, so that a shared machine's drift hits every stage
+alike; absolute rates depend on the machine. Denormal numbers are flushed to
+zero throughout (see ``main``), so that CPU rates compare.
 
 ``--fake-data N`` replaces the train set (ImageNet for the shipped configs)
 by N random JPEGs of ImageNet's typical size, written to a temporary folder
@@ -71,6 +74,9 @@ def parse_args():
                         help='timed batches per measurement')
     parser.add_argument('--warmup', type=int, default=3,
                         help='untimed batches before each measurement')
+    parser.add_argument('--repeats', type=int, default=3,
+                        help='rounds over the stages; each rate is the '
+                        "median of its rounds' (a shared machine drifts)")
     parser.add_argument('--out', default=osp.join(
         ROOT, 'work_dirs', 'benchmark_curriculum.json'))
     parser.add_argument('--fake-data', type=int, default=0, metavar='N',
@@ -177,6 +183,12 @@ def time_end_to_end(model, optim_wrapper, loader, iters, warmup, device):
 
 def main():
     args = parse_args()
+    # On a CPU, float math on denormal numbers is many times slower, and
+    # whether the trainer's threads treat them as zero depends on what ran
+    # before in the process (an FFT there turns them off): the model step at
+    # one B measured 540 or 750 img/s by that alone. Flushing them here puts
+    # every stage, and every config, under the same floating-point mode.
+    torch.set_flush_denormal(True)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -216,12 +228,15 @@ def main():
     if predicted is None:
         predicted = hook.curriculum.speedup(max_epochs, full)
 
-    rows = []
     stages = hook.curriculum.table(max_epochs, full)
-    measured = {}
+    distinct = {}
     for row in stages:
-        key = (row['size'], row['magnitude'])
-        if key not in measured:
+        distinct.setdefault((row['size'], row['magnitude']), row)
+    # rounds over all stages, so that drift of the machine's speed hits every
+    # stage alike; each rate is the median of its rounds
+    runs = {key: [] for key in distinct}
+    for round_ in range(args.repeats):
+        for key, row in distinct.items():
             hook.apply_stage(row['stage'] - 1)
             hook._restart_workers(loader)  # persistent workers re-fork
             loader_rate, first, batch = time_loader(
@@ -237,13 +252,19 @@ def main():
                                        args.iters, args.warmup, device)
             # the first batch's wait beyond a steady-state batch
             switch = max(0.0, first - len(batch['inputs']) / loader_rate)
-            measured[key] = dict(loader=loader_rate, model=model_rate,
-                                 end_to_end=e2e_rate, switch_s=switch)
-            print(f"stage {row['stage']} B={row['size']} m="
-                  f"{row['magnitude']:g}: loader {loader_rate:.0f}, model "
-                  f'{model_rate:.0f}, end-to-end {e2e_rate:.0f} img/s',
-                  flush=True)
-        rates = measured[key]
+            runs[key].append(dict(loader=loader_rate, model=model_rate,
+                                  end_to_end=e2e_rate, switch_s=switch))
+            print(f"round {round_ + 1}/{args.repeats} stage {row['stage']} "
+                  f"B={row['size']} m={row['magnitude']:g}: loader "
+                  f'{loader_rate:.0f}, model {model_rate:.0f}, end-to-end '
+                  f'{e2e_rate:.0f} img/s', flush=True)
+    measured = {
+        key: {k: float(np.median([r[k] for r in rs])) for k in rs[0]}
+        for key, rs in runs.items()
+    }
+    rows = []
+    for row in stages:
+        rates = measured[(row['size'], row['magnitude'])]
         stage_s = row['epochs'] * len(loader.dataset) / rates['end_to_end']
         rows.append(dict(
             row, **rates,
@@ -264,6 +285,7 @@ def main():
         workers=cfg.train_dataloader.get('num_workers', 0),
         batch_size=cfg.train_dataloader.batch_size,
         max_epochs=max_epochs,
+        repeats=args.repeats,
         stages=rows,
         baseline_epochs=baseline_epochs,
         predicted_speedup=predicted,
@@ -283,8 +305,9 @@ def main():
                       r['bound_by'], f"{r['switch_s']:.2f}",
                       f"{100 * r['switch_share']:.2f}%"))
     widths = [max(len(t[i]) for t in table) for i in range(len(head))]
-    print(f'\n{args.config} on {device} (img/s; batch '
-          f"{report['batch_size']}, {report['workers']} workers)")
+    print(f'\n{args.config} on {device} (img/s, median of {args.repeats} '
+          f"rounds; batch {report['batch_size']}, {report['workers']} "
+          'workers)')
     for i, t in enumerate(table):
         print('  '.join(c.rjust(w) for c, w in zip(t, widths)))
         if i == 0:
