@@ -279,7 +279,7 @@ def test_benchmark_curriculum_times_the_device_pipeline(tmp_path):
     res = subprocess.run(
         [sys.executable, 'tools/benchmark_curriculum.py',
          'configs/device/resnet50_et-device_8xb256_in1k.py',
-         '--fake-data', '16', '--iters', '1', '--warmup', '1',
+         '--fake-data', '16', '--iters', '1', '--warmup', '1', '--repeats', '1',
          '--out', str(out), '--cfg-options', 'model.backbone.depth=18',
          'model.head.in_channels=512', 'model.head.num_classes=10',
          'data_preprocessor.num_classes=10',

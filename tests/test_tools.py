@@ -70,11 +70,36 @@ def test_demo_prints_the_table(tmp_path):
     assert (tmp_path / 'demo.png').stat().st_size > 1000
 
 
-def test_benchmark_curriculum_reports_each_stage(tmp_path):
+def test_demo_runs_the_batched_augmentation_pair(tmp_path):
+    out = subprocess.run(
+        [sys.executable, 'tools/demo.py', '--epochs', '2',
+         '--train-subset', '256', '--val-subset', '500', '--batch-size', '64',
+         '--runs', 'baseline-batchaug', 'efficienttrain-batchaug',
+         '--work-dir', str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    base, et = json.load(open(tmp_path / 'demo.json'))
+    # the speedup is against the baseline of the same data path
+    assert base['speedup'] == 1.0
+    assert et['speedup'] == pytest.approx(
+        base['train_seconds'] / et['train_seconds'])
+    # the full size comes from the preprocessor's batched Fourier crop
+    assert [s['size'] for s in et['stages']] == [20, 20, 20, 24, 28]
+    folder = subprocess.run(
+        [sys.executable, 'tools/demo.py', '--runs', 'efficienttrain-batchaug',
+         '--data-root', str(tmp_path), '--work-dir', str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert folder.returncode != 0
+    assert 'no folder variant' in folder.stderr
+
+
+@pytest.mark.parametrize('config', [
+    DEMO_ET, osp.join(ROOT, 'configs/demo/fmnist_resnet_et_batchaug.py')])
+def test_benchmark_curriculum_reports_each_stage(config, tmp_path):
     out = tmp_path / 'bench.json'
     res = subprocess.run(
-        [sys.executable, 'tools/benchmark_curriculum.py', DEMO_ET,
-         '--iters', '2', '--warmup', '1', '--out', str(out),
+        [sys.executable, 'tools/benchmark_curriculum.py', config,
+         '--iters', '2', '--warmup', '1', '--repeats', '2', '--out', str(out),
          '--cfg-options', f'train_dataloader.dataset.data_root={FMNIST}',
          'train_dataloader.dataset.indices=640',
          'train_dataloader.batch_size=32', 'train_dataloader.num_workers=1'],
@@ -83,6 +108,7 @@ def test_benchmark_curriculum_reports_each_stage(tmp_path):
     assert 'measured speedup (end to end)' in res.stdout
     rep = json.load(open(out))
     assert [s['size'] for s in rep['stages']] == [20, 20, 20, 24, 28]
+    assert rep['repeats'] == 2 and res.stdout.count('round 2/2') == 5
     for s in rep['stages']:
         assert s['loader'] > 0 and s['model'] > 0 and s['end_to_end'] > 0
         assert s['bound_by'] in ('loader', 'model')
@@ -97,7 +123,7 @@ def test_benchmark_curriculum_reads_the_etpp_loop(tmp_path):
     res = subprocess.run(
         [sys.executable, 'tools/benchmark_curriculum.py',
          osp.join(ROOT, 'configs/demo/fmnist_resnet_etpp.py'),
-         '--iters', '1', '--warmup', '1', '--out', str(out),
+         '--iters', '1', '--warmup', '1', '--repeats', '1', '--out', str(out),
          '--cfg-options', f'train_dataloader.dataset.data_root={FMNIST}',
          'train_dataloader.dataset.indices=320',
          'train_dataloader.batch_size=32', 'train_dataloader.num_workers=1'],

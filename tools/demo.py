@@ -2,11 +2,14 @@
 
     python tools/demo.py                      # Fashion-MNIST, CPU, ~10 min
     python tools/demo.py --data-root DIR      # an ImageNet-style folder
+    python tools/demo.py --runs baseline-batchaug efficienttrain-batchaug
 
 The runs use ``configs/demo/fmnist_resnet_*.py`` (real mmengine Runners,
 data workers, validation each epoch) and differ only in the curriculum. The
 EfficientTrain++ run trains for a compute budget (1.5x less than --epochs
-full-size epochs) and derives its own, more but cheaper, epochs.
+full-size epochs) and derives its own, more but cheaper, epochs. The
+``*-batchaug`` runs augment in the trainer, batched
+(``configs/demo/fmnist_resnet_*_batchaug.py``).
 It prints wall time, speedup and top-1 for each, and writes a JSON report and
 a PNG of the curriculum and the accuracy curves to ``--work-dir``.
 
@@ -34,7 +37,14 @@ CONFIGS = {
     'baseline': osp.join(ROOT, 'configs/demo/fmnist_resnet_baseline.py'),
     'efficienttrain': osp.join(ROOT, 'configs/demo/fmnist_resnet_et.py'),
     'efficienttrain++': osp.join(ROOT, 'configs/demo/fmnist_resnet_etpp.py'),
+    # the same two runs with the augmentation batched in the trainer
+    # (DeviceAugmentPreprocessor), the data path that keeps up at low B
+    'baseline-batchaug': osp.join(
+        ROOT, 'configs/demo/fmnist_resnet_baseline_batchaug.py'),
+    'efficienttrain-batchaug': osp.join(
+        ROOT, 'configs/demo/fmnist_resnet_et_batchaug.py'),
 }
+DEFAULT_RUNS = ['baseline', 'efficienttrain', 'efficienttrain++']
 
 
 class TrainEpochTimer(Hook):
@@ -72,11 +82,12 @@ def parse_args():
     parser.add_argument('--img-size', type=int, default=64,
                         help='input size for an ImageNet-style folder')
     parser.add_argument('--batch-size', type=int, default=128)
-    parser.add_argument('--workers', type=int, default=2)
+    parser.add_argument('--workers', type=int, default=None,
+                        help="data workers (default: the config's)")
     parser.add_argument(
         '--work-dir', default=osp.join(ROOT, 'work_dirs/demo'))
     parser.add_argument(
-        '--runs', nargs='+', choices=list(CONFIGS), default=list(CONFIGS))
+        '--runs', nargs='+', choices=list(CONFIGS), default=DEFAULT_RUNS)
     return parser.parse_args()
 
 
@@ -125,13 +136,18 @@ def build_cfg(name: str, args) -> Config:
         cfg.param_scheduler[-1].T_max = args.epochs - 1
     cfg.train_cfg.val_interval = args.val_interval
     cfg.train_dataloader.batch_size = args.batch_size
-    cfg.train_dataloader.num_workers = args.workers
-    cfg.train_dataloader.persistent_workers = args.workers > 0
+    if args.workers is not None:
+        cfg.train_dataloader.num_workers = args.workers
+        cfg.train_dataloader.persistent_workers = args.workers > 0
     cfg.default_hooks.checkpoint = dict(
         type='CheckpointHook', interval=args.epochs)
     if is_fashion_mnist(args.data_root):
         for loader in (cfg.train_dataloader, cfg.val_dataloader):
             loader.dataset.data_root = args.data_root
+    elif name.endswith('-batchaug'):
+        raise SystemExit(
+            f'The {name} run augments 28 px Fashion-MNIST batches; it has no '
+            'folder variant. Leave it out of --runs for --data-root DIR.')
     elif osp.isdir(osp.join(args.data_root, 'train')):
         folder_dataset_cfg(cfg, args.data_root, args.img_size)
     else:
@@ -178,8 +194,10 @@ def run(name: str, args) -> dict:
         result['predicted_speedup'] = loop.predicted_speedup()
         result['stages'] = loop.plan.table(loop.full_size)
     elif hooks:
-        full = next(t['size'] for t in cfg.train_dataloader.dataset.pipeline
-                    if t['type'] == 'FourierCrop')
+        # the pipeline's FourierCrop, or the batched one of the preprocessor
+        full = next((t['size'] for t in cfg.train_dataloader.dataset.pipeline
+                     if t['type'] == 'FourierCrop'),
+                    cfg.get('data_preprocessor', {}).get('crop_size'))
         cur = Curriculum.build(hooks[0]['curriculum'])
         result['predicted_speedup'] = cur.speedup(args.epochs, full)
         result['stages'] = cur.table(args.epochs, full)
@@ -189,11 +207,16 @@ def run(name: str, args) -> dict:
 
 
 def print_table(results) -> None:
-    base = next((r for r in results if r['run'] == 'baseline'), None)
+    def baseline_of(run):  # the baseline with the same data path
+        suffix = '-batchaug' if run.endswith('-batchaug') else ''
+        return next((r for r in results if r['run'] == 'baseline' + suffix),
+                    None)
+
     head = ('run', 'epochs', 'train wall (s)', 'speedup', 'predicted',
             'top-1 (%)')
     rows = [head]
     for r in results:
+        base = baseline_of(r['run'])
         speed = base['train_seconds'] / r['train_seconds'] if base else None
         r['speedup'] = speed
         rows.append((r['run'], str(r['epochs']), f"{r['train_seconds']:.1f}",
