@@ -142,12 +142,6 @@ def _is_encoded(inputs) -> bool:
         inputs[0].dim() == 1
 
 
-def _is_raw(inputs) -> bool:
-    """Whether a batch holds images to augment: encoded, or ``uint8``."""
-    first = inputs if isinstance(inputs, torch.Tensor) else inputs[0]
-    return _is_encoded(inputs) or first.dtype == torch.uint8
-
-
 def _is_jpeg(data: torch.Tensor) -> bool:
     return data.numel() > 2 and int(data[0]) == 0xFF and int(data[1]) == 0xD8
 
@@ -258,8 +252,16 @@ class DeviceAugmentPreprocessor(ClsDataPreprocessor):
         """
         return [t for t in (self.fourier_crop, self.randaug) if t is not None]
 
+    @staticmethod
+    def augments(inputs) -> bool:
+        """Whether a train batch gets steps 1-6: encoded or ``uint8`` images.
+        """
+        return _is_encoded(inputs) or (
+            inputs if isinstance(inputs, torch.Tensor) else inputs[0]
+        ).dtype == torch.uint8
+
     def forward(self, data: dict, training: bool = False) -> dict:
-        if training and _is_raw(data['inputs']):
+        if training and self.augments(data['inputs']):
             images = self.augment(data['inputs'])
             if self.to_rgb and images.size(1) == 3:
                 images = images.flip(1)  # the parent converts it back

@@ -14,7 +14,7 @@ from mmpretrain.registry import HOOKS
 
 from .curriculum import Curriculum, bandwidth_pixels
 from .batch_randaug import BatchRandAugment
-from .device_pipeline import BatchFourierCrop
+from .device_pipeline import BatchFourierCrop, DeviceAugmentPreprocessor
 from .mae import check_mae_model
 from .transforms import (FourierCrop, StagedRandAug,
                          StagedRandomResizedCrop)
@@ -130,12 +130,15 @@ def iter_preprocessor_transforms(model) -> Iterator:
     model's device; its Fourier crop and RandAugment are driven like the
     pipeline's. DDP and other model wrappers are looked through.
     """
-    if model is None:
-        return
+    preprocessor = _data_preprocessor(model)
+    yield from getattr(preprocessor, 'staged_transforms', lambda: [])()
+
+
+def _data_preprocessor(model):
+    """A model's data preprocessor, through DDP and other wrappers."""
     if is_model_wrapper(model):
         model = model.module
-    preprocessor = getattr(model, 'data_preprocessor', None)
-    yield from getattr(preprocessor, 'staged_transforms', lambda: [])()
+    return getattr(model, 'data_preprocessor', None)
 
 
 def iter_staged_transforms(dataset, model=None) -> Iterator:
@@ -222,6 +225,7 @@ class EfficientTrainHook(Hook):
         self._applied: Optional[tuple] = None
         self._expected_hw: Dict[tuple, Optional[Tuple[int, int]]] = {}
         self._pending_check: Optional[tuple] = None
+        self._device_preprocessor: Optional[DeviceAugmentPreprocessor] = None
         self._pipelines: List[StagedPipeline] = []
         self._max_epochs: Optional[int] = None
         self._epoch: Optional[int] = None
@@ -266,6 +270,10 @@ class EfficientTrainHook(Hook):
         """
         in_pipeline = list(iter_pipeline_transforms(dataset))
         transforms = in_pipeline + list(iter_preprocessor_transforms(model))
+        # the device pipeline, whose input batches before_train_iter checks
+        pre = _data_preprocessor(model)
+        self._device_preprocessor = pre if isinstance(
+            pre, DeviceAugmentPreprocessor) else None
         # samples leave the workers at B only if the pipeline sizes them
         self._sized_in_pipeline = any(
             isinstance(t, (FourierCrop, StagedRandomResizedCrop))
@@ -494,6 +502,18 @@ class EfficientTrainHook(Hook):
                           batch_idx: int,
                           data_batch: DATA_BATCH = None) -> None:
         key, self._pending_check = self._pending_check, None
+        pre = self._device_preprocessor
+        if key and pre is not None and isinstance(data_batch, dict) and \
+                not pre.augments(data_batch['inputs']):
+            raise RuntimeError(
+                f'EfficientTrainHook set stage {key[0] + 1} (B={key[1]}, '
+                f'm={key[2]:g}) in DeviceAugmentPreprocessor, but the train '
+                'loader delivered images that are neither encoded nor uint8, '
+                'which it takes as augmented already and leaves alone: the '
+                'curriculum would not reach them. Deliver uint8 images (no '
+                'Normalize or float conversion in the train pipeline) or '
+                "encoded ones (LoadImageBytes + PackInputs(input_key="
+                "'img_bytes')).")
         expected = self._expected_hw.get(key) if key else None
         if expected is None or not isinstance(data_batch, dict):
             return

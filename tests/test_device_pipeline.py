@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT, tiny_cfg
+from mmcv.transforms import BaseTransform
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 from mmpretrain.datasets.transforms import RandomCrop, RandomResizedCrop
 from mmpretrain.structures import DataSample
-from mmpretrain.registry import HOOKS, MODELS
+from mmpretrain.registry import HOOKS, MODELS, TRANSFORMS
 
 from mmet.device_pipeline import (DeviceAugmentPreprocessor,
                                   fourier_crop_batch)
@@ -246,6 +247,29 @@ def test_batched_demo_config_trains_each_stage_with_a_worker(tmp_path):
     assert loader.num_workers == 1 and loader.persistent_workers
     assert [t['type'] for t in cfg.train_dataloader.dataset.pipeline] == \
         ['PackInputs']
+
+
+@TRANSFORMS.register_module(force=True)
+class ToFloat(BaseTransform):
+    """A pipeline step that leaves float images, as Normalize does."""
+
+    def transform(self, results):
+        results['img'] = results['img'].astype(np.float32)
+        return results
+
+
+def test_hook_refuses_float_batches_the_preprocessor_would_skip(tmp_path):
+    """Float images pass DeviceAugmentPreprocessor unaugmented: under the
+    hook that would be a curriculum without effect, so it fails loudly."""
+    cfg = Config.fromfile(
+        osp.join(ROOT, 'configs/demo/fmnist_resnet_et_batchaug.py'))
+    cfg.work_dir = str(tmp_path)
+    cfg.train_dataloader.dataset.indices = 256
+    cfg.train_dataloader.dataset.pipeline = [
+        dict(type='ToFloat'), dict(type='PackInputs')]
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(RuntimeError, match='takes as augmented already'):
+        runner.train()
 
 
 def test_device_config_inherits_the_et_config():
