@@ -11,7 +11,7 @@ runner's data pipeline once per epoch.
 """
 import math
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 # mmpretrain's RandAugment scale: magnitude_level in [0, total_level=10].
 MAX_MAGNITUDE = 10.0
@@ -499,6 +499,32 @@ def _cost(bandwidth: float, full_size=None) -> float:
     full_h, full_w = _hw(full_size)
     h, w = _hw(bandwidth_pixels(bandwidth, full_size))
     return (h * w) / (full_h * full_w)
+
+
+# Backbone types (mmpretrain registry names) of each ET++ model family. The
+# official code covers ResNet, Swin, CSWin, DeiT and ConvNeXt; the other
+# ResNet-style ConvNets take ResNet's bandwidths, ViT variants DeiT's.
+BACKBONE_FAMILIES: Dict[str, Tuple[str, ...]] = {
+    'resnet': ('ResNet', 'ResNetV1c', 'ResNetV1d', 'ResNet_CIFAR', 'ResNeXt',
+               'SEResNet', 'SEResNeXt', 'RegNet', 'Res2Net', 'ResNeSt'),
+    'swin': ('SwinTransformer', 'SwinTransformerV2'),
+    'deit': ('VisionTransformer', 'DistilledVisionTransformer', 'DeiT3'),
+    'convnext': ('ConvNeXt', ),
+    'mae': ('MAEViT', 'ElasticMAEViT'),
+}
+
+
+def infer_family(backbone_type: str) -> Optional[str]:
+    """The ET++ model family of a backbone type, or None if it has none.
+
+    ``backbone_type`` is a registry name such as ``'ResNet'`` or
+    ``'mmpretrain.SwinTransformer'`` (a scope prefix is ignored).
+    """
+    name = str(backbone_type).split('.')[-1]
+    for family, types in BACKBONE_FAMILIES.items():
+        if name in types:
+            return family
+    return None
 
 
 def _family_preset(key: str, family: str = None) -> str:

@@ -85,21 +85,39 @@ def fourier_crop_batch(x: torch.Tensor,
 
 
 class BatchFourierCrop:
-    """The batched low-frequency crop whose ``size`` the hook sets.
+    """The batched low-pass to B whose ``size`` the hook sets.
 
     Args:
         size (int | Sequence[int]): The final (full) size; the curriculum
             lowers it to B. At full size it is a no-op.
+        mode (str): ``'fft'`` (default): the exact crop of the spectrum,
+            :func:`fourier_crop_batch`. ``'bilinear'``: plain bilinear
+            down-sampling without antialiasing, as Composer's
+            ``ProgressiveResizing`` does; it folds frequencies above B into
+            the band, so it serves as the progressive-resizing ablation of
+            the Fourier crop.
     """
 
-    def __init__(self, size: Union[int, Sequence[int]]):
-        self.size = size
+    MODES = ('fft', 'bilinear')
+
+    def __init__(self, size: Union[int, Sequence[int]], mode: str = 'fft'):
+        if mode not in self.MODES:
+            raise ValueError(f'BatchFourierCrop mode must be one of '
+                             f'{self.MODES}, got {mode!r}.')
+        self.size, self.mode = size, mode
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return fourier_crop_batch(x, self.size)
+        if self.mode == 'fft':
+            return fourier_crop_batch(x, self.size)
+        h, w = _to_hw(self.size)
+        if (h, w) == tuple(x.shape[-2:]):
+            return x
+        return F.interpolate(x, size=(h, w), mode='bilinear',
+                             align_corners=False)
 
     def __repr__(self) -> str:
-        return f'{self.__class__.__name__}(size={self.size})'
+        extra = '' if self.mode == 'fft' else f", mode='{self.mode}'"
+        return f'{self.__class__.__name__}(size={self.size}{extra})'
 
 
 @TRANSFORMS.register_module()
@@ -206,6 +224,8 @@ class DeviceAugmentPreprocessor(ClsDataPreprocessor):
             mmpretrain's ``RandomErasing`` in ``'rand'`` mode; None disables
             it. Defaults to None.
         grayscale (bool): Decode to one channel. Defaults to False.
+        low_pass (str): The batched low-pass to B: ``'fft'``, the Fourier
+            crop (default), or ``'bilinear'`` (see :class:`BatchFourierCrop`).
         **kwargs: ``ClsDataPreprocessor`` arguments (mean, std, to_rgb,
             num_classes, batch_augments, ...).
     """
@@ -220,6 +240,7 @@ class DeviceAugmentPreprocessor(ClsDataPreprocessor):
                  randaug: Optional[dict] = None,
                  erasing: Optional[dict] = None,
                  grayscale: bool = False,
+                 low_pass: str = 'fft',
                  **kwargs):
         super().__init__(**kwargs)
         self.crop_size = crop_size
@@ -245,7 +266,7 @@ class DeviceAugmentPreprocessor(ClsDataPreprocessor):
             # defaults; erase() applies it batched
             self.erasing = RandomErasing(**dict(erasing, mode='rand'))
         self.mode = ImageReadMode.GRAY if grayscale else ImageReadMode.RGB
-        self.fourier_crop = BatchFourierCrop(crop_size)
+        self.fourier_crop = BatchFourierCrop(crop_size, mode=low_pass)
 
     def staged_transforms(self) -> List[object]:
         """The parts the curriculum drives: the Fourier crop and RandAugment.
