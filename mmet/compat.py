@@ -29,6 +29,11 @@ without it: ``tests/test_compat.py`` (checkpoints) and
   next ``--resume`` picks up. Local writes now go to a temporary file in the
   same folder, which is then renamed over the target: a reader sees the old
   file or the new one, never a part.
+
+Below the patches, every other reach into private mmengine or torch state
+that mmet needs sits behind one named function here (``restart_workers``,
+``accumulative_counts``, ``set_accumulative_counts``), so an upgrade of the
+stack has one place to check.
 """
 import functools
 import os
@@ -136,6 +141,39 @@ def _atomic_put(self, obj: bytes, filepath: Union[str, Path]) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+# private reaches into mmengine and torch, each behind one name -------------
+def restart_workers(loader) -> None:
+    """Make a loader's persistent workers re-fork at its next ``iter()``.
+
+    Persistent workers keep the copy of the dataset (and its pipeline) they
+    forked with; torch's ``DataLoader`` reuses them through its private
+    ``_iterator``, and has no public way to drop them. mmpretrain's
+    ``SwitchRecipeHook`` resets the same attribute.
+    """
+    if getattr(loader, 'persistent_workers', False):
+        loader._iterator = None
+
+
+def accumulative_counts(optim_wrapper) -> int:
+    """The gradient accumulation of a built ``OptimWrapper`` (or its config).
+
+    mmengine keeps it in the private ``_accumulative_counts``, with no getter.
+    """
+    if isinstance(optim_wrapper, dict):
+        return optim_wrapper.get('accumulative_counts', 1)
+    return getattr(optim_wrapper, '_accumulative_counts', 1)
+
+
+def set_accumulative_counts(optim_wrapper, counts: int) -> None:
+    """Change the gradient accumulation of a built ``OptimWrapper``.
+
+    mmengine has no setter; the private count status is recomputed as
+    ``OptimWrapper.initialize_count_status`` does.
+    """
+    optim_wrapper._accumulative_counts = counts
+    optim_wrapper._remainder_counts = optim_wrapper._max_counts % counts
 
 
 def apply_compat_patches() -> None:

@@ -329,13 +329,21 @@ class Curriculum:
         return budget / self.relative_compute()
 
     def plan(self, budget: float,
-             replay_times: Sequence[int] = None) -> 'BudgetPlan':
+             replay_times: Sequence[int] = None,
+             every_stage: bool = False) -> 'BudgetPlan':
         """Whole real epochs, per stage, that spend ``budget``.
 
         Each stage keeps its share of the compute. With replay factors R, a
         stage makes R-fold fewer passes over the data, each of R-fold more
         optimizer steps. The plan's curriculum holds the resulting shares
         of the real epochs: the one the hook follows.
+
+        With few epochs, rounding the stage edges to whole epochs can leave
+        a stage without any. ``every_stage=True`` then re-plans: each stage
+        gets the whole epochs nearest its passes, at least one (largest
+        remainders first, keeping the total where it can), which costs
+        compute beyond the budget; :meth:`BudgetPlan.compute_epochs` says
+        how much. A plan that gives every stage an epoch is kept as it is.
         """
         real = self.epochs_for_budget(budget)
         times = tuple(int(r) for r in (replay_times or (1, ) * len(self)))
@@ -353,11 +361,25 @@ class Curriculum:
                   magnitude=s.magnitude)
             for p, s in zip(passes, self.stages)
         ])
-        return BudgetPlan(
+        plan = BudgetPlan(
             curriculum=curriculum,
             budget=float(budget),
             max_epochs=max(1, int(math.floor(total + 0.5))),
             replay_times=times)
+        if not every_stage or min(plan.epochs()) > 0:
+            return plan
+        epochs = [max(1, int(math.floor(p))) for p in passes]
+        while sum(epochs) < plan.max_epochs:
+            i = max(range(len(epochs)), key=lambda k: passes[k] - epochs[k])
+            epochs[i] += 1
+        n = sum(epochs)
+        return BudgetPlan(
+            curriculum=Curriculum([
+                Stage(share=e / n, bandwidth=s.bandwidth,
+                      magnitude=s.magnitude)
+                for e, s in zip(epochs, self.stages)]),
+            budget=float(budget), max_epochs=n, replay_times=times,
+            replanned=True)
 
 
 def _hw(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -446,11 +468,14 @@ class BudgetPlan:
         replay_times (tuple[int]): Replay factor R of each stage (1: none).
             A stage with R > 1 loads batches of bs / R, so it makes R-fold
             fewer passes, each of R-fold more optimizer steps.
+        replanned (bool): Whether :meth:`Curriculum.plan` gave stages that
+            rounding left without an epoch one of their own.
     """
     curriculum: 'Curriculum'
     budget: float
     max_epochs: int
     replay_times: Tuple[int, ...]
+    replanned: bool = False
 
     def epochs(self) -> List[int]:
         """Real epochs of each stage."""

@@ -1,180 +1,27 @@
 """The hook that applies a :class:`~mmet.curriculum.Curriculum` to a Runner.
 
-It only connects the schedule to the runner: once per epoch it asks the
-curriculum for (B, m) and writes them into the train pipeline's
-:class:`~mmet.transforms.FourierCrop` and :class:`~mmet.transforms.StagedRandAug`.
+One job: map the training clock to a stage. The pieces it connects live
+elsewhere: :mod:`mmet.stages` finds, adapts and drives the staged transforms
+(and owns the full size and the stage text), :mod:`mmet.checks` holds the
+checks, :mod:`mmet.swin` the Swin windows that follow B.
 """
-from typing import (Any, Callable, Dict, Iterator, List, Optional, Sequence,
-                    Tuple, Union)
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
 from mmpretrain.registry import HOOKS
 
-from .curriculum import Curriculum, bandwidth_pixels
-from .batch_randaug import BatchRandAugment
-from .device_pipeline import BatchFourierCrop, DeviceAugmentPreprocessor
+from . import compat
+from .checks import (check_drivable, check_first_batch,
+                     check_patch_multiples, eval_fourier_crops,
+                     preflight_model, preflight_pipeline)
+from .curriculum import Curriculum
 from .mae import check_mae_model
-from .transforms import (FourierCrop, StagedRandAug,
-                         StagedRandomResizedCrop)
-
-# what the hook sets B on, and m on
-BANDWIDTH_TRANSFORMS = (FourierCrop, BatchFourierCrop)
-MAGNITUDE_TRANSFORMS = (StagedRandAug, BatchRandAugment)
+from .stages import (StageDriver, StageSchedule, StageState, Size,
+                     unwrap_model)
+from .swin import SwinWindowHook, SwinWindows
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
-
-
-def iter_pipeline_transforms(dataset) -> Iterator:
-    """Yield every transform of a dataset's pipelines, through wrappers.
-
-    Walks ``pipeline`` (and nested ``transforms`` such as ``RandomChoice`` or
-    ``RandomApply``) and the wrapped ``dataset`` / ``datasets`` of
-    ``ConcatDataset``, ``RepeatDataset``, ``ClassBalancedDataset`` and mmdet's
-    ``MultiImageMixDataset``.
-    """
-    seen = set()
-
-    def walk_transforms(transforms):
-        for t in transforms or ():
-            if id(t) in seen:
-                continue
-            seen.add(id(t))
-            yield t
-            # StagedRandAug's own sub-policies are not pipeline steps
-            if not isinstance(t, StagedRandAug):
-                yield from walk_transforms(getattr(t, 'transforms', None))
-
-    def walk_dataset(ds):
-        if ds is None or id(ds) in seen:
-            return
-        seen.add(id(ds))
-        pipeline = getattr(ds, 'pipeline', None)
-        if pipeline is not None:
-            yield from walk_transforms(
-                getattr(pipeline, 'transforms', None) or
-                (pipeline if isinstance(pipeline, (list, tuple)) else ()))
-        yield from walk_dataset(getattr(ds, 'dataset', None))
-        for sub in getattr(ds, 'datasets', None) or ():
-            yield from walk_dataset(sub)
-
-    yield from walk_dataset(dataset)
-
-
-class PipelineStageError(RuntimeError):
-    """A train sample failed; the message names the sample and the stage.
-
-    Attributes:
-        where (str): The sample's ``img_path``, or ``sample <index>``.
-        stage (str): The curriculum stage the pipeline was set to.
-    """
-
-    # one-argument construction lets a DataLoader worker's re-raise in the
-    # trainer keep the type
-    def __init__(self, message: str, where: str = '', stage: str = ''):
-        super().__init__(message)
-        self.where, self.stage = where, stage
-
-
-class StagedPipeline:
-    """A dataset's pipeline that names the sample and the stage on failure.
-
-    A transform that fails in a data worker (a corrupt JPEG, an image
-    smaller than B) reaches the trainer as a worker traceback that may name
-    neither the file nor the curriculum stage. This wrapper re-raises any
-    exception as :class:`PipelineStageError` naming both, chained to the
-    original. It never swallows an error: the run stops as it would have.
-
-    :class:`EfficientTrainHook` installs it when it binds the train dataset
-    (before workers fork) and updates ``stage`` with every stage switch; the
-    hook restarts persistent workers then, so they see the new text.
-
-    Args:
-        pipeline (Callable): The dataset's pipeline, usually a ``Compose``.
-            Other attributes (``transforms``) are read through.
-    """
-
-    def __init__(self, pipeline: Callable):
-        self.pipeline = pipeline
-        self.stage = 'before the first stage'
-
-    def __call__(self, results: Any) -> Any:
-        # read before the transforms run: they may rebuild the dict
-        path = idx = None
-        if isinstance(results, dict):
-            path, idx = results.get('img_path'), results.get('sample_idx')
-        try:
-            return self.pipeline(results)
-        except Exception as e:
-            where = path if path is not None else f'sample {idx}'
-            raise PipelineStageError(
-                f'The train pipeline failed on {where} in EfficientTrain '
-                f'{self.stage}: {type(e).__name__}: {e}', where,
-                self.stage) from e
-
-    def __getattr__(self, name: str) -> Any:
-        # guard: unpickling probes attributes before __dict__ is filled
-        if name.startswith('__') or 'pipeline' not in self.__dict__:
-            raise AttributeError(name)
-        return getattr(self.__dict__['pipeline'], name)
-
-    def __repr__(self) -> str:
-        return repr(self.pipeline)
-
-
-def iter_preprocessor_transforms(model) -> Iterator:
-    """Yield the staged parts of a model's data preprocessor, if any.
-
-    :class:`~mmet.device_pipeline.DeviceAugmentPreprocessor` augments on the
-    model's device; its Fourier crop and RandAugment are driven like the
-    pipeline's. DDP and other model wrappers are looked through.
-    """
-    preprocessor = _data_preprocessor(model)
-    yield from getattr(preprocessor, 'staged_transforms', lambda: [])()
-
-
-def _data_preprocessor(model):
-    """A model's data preprocessor, through DDP and other wrappers."""
-    if is_model_wrapper(model):
-        model = model.module
-    return getattr(model, 'data_preprocessor', None)
-
-
-def iter_staged_transforms(dataset, model=None) -> Iterator:
-    """Every transform of ``dataset``'s pipelines, then the staged parts of
-    ``model``'s data preprocessor: all the hook may drive."""
-    yield from iter_pipeline_transforms(dataset)
-    yield from iter_preprocessor_transforms(model)
-
-
-def iter_leaf_datasets(dataset) -> Iterator:
-    """Yield every dataset that has its own callable ``pipeline``.
-
-    Goes through the same wrappers as :func:`iter_pipeline_transforms`.
-    mmdet's ``MultiImageMixDataset`` keeps a list of transforms, not a
-    callable; only its wrapped dataset's pipeline is yielded.
-    """
-    seen = set()
-
-    def walk(ds):
-        if ds is None or id(ds) in seen:
-            return
-        seen.add(id(ds))
-        pipeline = getattr(ds, 'pipeline', None)
-        if callable(pipeline) and not isinstance(pipeline, (list, tuple)):
-            yield ds
-        yield from walk(getattr(ds, 'dataset', None))
-        for sub in getattr(ds, 'datasets', None) or ():
-            yield from walk(sub)
-
-    yield from walk(dataset)
-
-
-def _spatial_shapes(inputs) -> List[Tuple[int, int]]:
-    if isinstance(inputs, (list, tuple)):
-        return [tuple(x.shape[-2:]) for x in inputs]
-    return [tuple(inputs.shape[-2:])] * inputs.shape[0]
 
 
 def _hw(size) -> Tuple[int, int]:
@@ -185,23 +32,37 @@ def _hw(size) -> Tuple[int, int]:
 class EfficientTrainHook(Hook):
     """Drive the EfficientTrain curriculum: bandwidth B and RandAugment m.
 
-    Before each train epoch it sets ``size`` on every :class:`FourierCrop`
-    and ``magnitude_level`` on every :class:`StagedRandAug` of the train
-    dataloader's pipeline, from the curriculum stage of that epoch. The stage
-    is a pure function of the epoch, so every DDP rank agrees without
-    communication and a resumed run lands in the right stage.
+    Before each train epoch it sets the stage of that epoch on every staged
+    transform of the train loader's pipelines and of the model's data
+    preprocessor (:class:`~mmet.stages.StageDriver`). The stage is a pure
+    function of the epoch (or, where :class:`~mmet.loops.EfficientTrainLoop`
+    switches the batched path by iteration, of the iteration), so every DDP
+    rank agrees without communication and a resumed run lands in the right
+    stage.
+
+    On a stock pipeline (no staged transform) it first adapts the pipeline
+    (:func:`mmet.adapt.adapt_pipeline`: ``RandAugment`` becomes
+    ``StagedRandAug``, and a ``FourierCrop`` is inserted, or
+    ``RandomResizedCrop`` becomes the cheap path), and logs it before and
+    after. The model side is automatic too: Swin's window follows B (unless
+    a :class:`~mmet.swin.SwinWindowHook` is registered), a patch-embedding
+    backbone must get multiples of its patch, a stock MAE is refused, and
+    one forward and backward per B below full size runs at start.
 
     Persistent data workers hold a copy of the pipeline made when they
-    started, so at each change of (B, m) the hook restarts them by dropping
-    the loader's iterator (as mmpretrain's ``SwitchRecipeHook`` does).
-    The first batch of every epoch is then checked against the stage's size:
-    a curriculum that does not reach the workers fails loudly.
+    started, so at each stage switch the hook restarts them (as mmpretrain's
+    ``SwitchRecipeHook`` does). The first batch of every epoch is then
+    checked against the stage's size: a curriculum that does not reach the
+    workers fails loudly.
 
     Args:
         curriculum (str | list[dict]): A preset name (``'efficienttrain'``)
             or a list of ``dict(share=, bandwidth=, magnitude=)``; see
-            :mod:`mmet.curriculum`. Bandwidths are relative to each
-            ``FourierCrop``'s configured (full) size.
+            :mod:`mmet.curriculum`. Bandwidths are relative to each staged
+            transform's configured (full) size.
+        low_pass (str): How a stock pipeline gets its low-pass to B:
+            ``'fourier'`` (a ``FourierCrop``) or ``'resize'`` (the cheap
+            path, ``StagedRandomResizedCrop``). Defaults to ``'fourier'``.
         check_batches (bool): Verify the spatial size of the first batch of
             each epoch. Defaults to True.
         allow_curriculum_change (bool): Resume from a checkpoint that was
@@ -213,20 +74,22 @@ class EfficientTrainHook(Hook):
 
     def __init__(self,
                  curriculum: Union[str, Sequence[dict]] = 'efficienttrain',
+                 low_pass: str = 'fourier',
                  check_batches: bool = True,
                  allow_curriculum_change: bool = False):
         self.curriculum = Curriculum.build(curriculum)
+        self.driver = StageDriver(self.curriculum, low_pass)
+        self.low_pass = low_pass
         self.check_batches = check_batches
         self.allow_curriculum_change = allow_curriculum_change
-        self._crops: List[FourierCrop] = []
-        self._resizers: List[StagedRandomResizedCrop] = []
-        self._full_sizes: Dict[int, Union[int, Tuple[int, int]]] = {}
-        self._randaugs: List[StagedRandAug] = []
-        self._applied: Optional[tuple] = None
-        self._expected_hw: Dict[tuple, Optional[Tuple[int, int]]] = {}
-        self._pending_check: Optional[tuple] = None
-        self._device_preprocessor: Optional[DeviceAugmentPreprocessor] = None
-        self._pipelines: List[StagedPipeline] = []
+        # set by EfficientTrainLoop for the batched path: stages switch at
+        # iterations, not epochs
+        self.switch_by_iter = False
+        self.schedule: Optional[StageSchedule] = None
+        self._applied: Optional[StageState] = None
+        self._expected_hw: Dict[int, Optional[Tuple[int, int]]] = {}
+        self._pending_check: Optional[StageState] = None
+        self._swin: Optional[SwinWindows] = None
         self._max_epochs: Optional[int] = None
         self._epoch: Optional[int] = None
         self._warned_eval: set = set()
@@ -250,82 +113,53 @@ class EfficientTrainHook(Hook):
 
         dataset = runner.train_dataloader.dataset
         self._max_epochs = runner.max_epochs
-        self.bind(dataset, runner.model)
-        if any(s.bandwidth != 1 for s in self.curriculum.stages):
-            check_mae_model(runner.model)
+        self.bind(dataset, runner.model, log=runner.logger.info)
+        self.schedule = StageSchedule(
+            self.curriculum, runner.max_epochs, self.full_size,
+            len(runner.train_dataloader) if self.switch_by_iter else None)
+        self._check_model(runner)
         self._warn_eval_pipelines(runner, ('_val_loop', ))
-        self._preflight(runner, dataset)
+        self._expected_hw = preflight_pipeline(dataset, self.driver,
+                                               self.schedule)
+        self._applied = None
 
-    def bind(self, dataset, model=None) -> None:
-        """Find the transforms to drive in ``dataset``'s pipelines.
+    def bind(self, dataset, model=None, log=None) -> None:
+        """Adapt and find the staged transforms of ``dataset``'s pipelines
+        and ``model``'s data preprocessor (see :meth:`StageDriver.bind`).
 
-        And in ``model``'s data preprocessor, for the device pipeline.
-
-        Also wraps each pipeline in a :class:`StagedPipeline`, so that a
-        sample that fails names its file and the stage. This must happen
-        before the data workers fork, i.e. in ``before_train``.
+        Also wraps each pipeline in a :class:`~mmet.stages.StagedPipeline`,
+        so that a sample that fails names its file and the stage. This must
+        happen before the data workers fork, i.e. in ``before_train``.
 
         Raises:
             RuntimeError: if the pipeline cannot express the curriculum.
         """
-        in_pipeline = list(iter_pipeline_transforms(dataset))
-        transforms = in_pipeline + list(iter_preprocessor_transforms(model))
-        # the device pipeline, whose input batches before_train_iter checks
-        pre = _data_preprocessor(model)
-        self._device_preprocessor = pre if isinstance(
-            pre, DeviceAugmentPreprocessor) else None
-        # samples leave the workers at B only if the pipeline sizes them
-        self._sized_in_pipeline = any(
-            isinstance(t, (FourierCrop, StagedRandomResizedCrop))
-            for t in in_pipeline)
-        self._crops = [
-            t for t in transforms if isinstance(t, BANDWIDTH_TRANSFORMS)
-        ]
-        self._resizers = [
-            t for t in transforms if isinstance(t, StagedRandomResizedCrop)
-        ]
-        self._randaugs = [
-            t for t in transforms if isinstance(t, MAGNITUDE_TRANSFORMS)
-        ]
-        # configured sizes are the full sizes (kept across repeated runs)
-        for c in self._crops:
-            self._full_sizes.setdefault(id(c), c.size)
-        for r in self._resizers:
-            self._full_sizes.setdefault(id(r), tuple(r.scale))
-        self._check_drivable(transforms)
-        self._pipelines = []
-        for ds in iter_leaf_datasets(dataset):
-            if not isinstance(ds.pipeline, StagedPipeline):
-                ds.pipeline = StagedPipeline(ds.pipeline)
-            self._pipelines.append(ds.pipeline)
+        # the loop may have given the hook its own epoch shares
+        self.driver.curriculum = self.curriculum
+        self.driver.bind(dataset, model, log=log)
+        check_drivable(self.driver)
 
-    def _check_drivable(self, transforms) -> None:
-        stages = self.curriculum.stages
-        needs_b = any(s.bandwidth != 1 for s in stages)
-        needs_m = len({s.magnitude for s in stages}) > 1
-        found = ', '.join(type(t).__name__ for t in transforms) or 'nothing'
-        if not self._crops and not self._resizers and not self._randaugs:
-            raise RuntimeError(
-                'EfficientTrainHook found no FourierCrop, '
-                'StagedRandomResizedCrop or StagedRandAug in '
-                f'the train pipeline (found: {found}) and no '
-                'DeviceAugmentPreprocessor, so the curriculum '
-                'would do nothing. Add dict(type=\'StagedRandAug\') after the '
-                'flip and dict(type=\'FourierCrop\', size=<final size>) '
-                'before PackInputs to train_dataloader.dataset.pipeline '
-                '(see configs/_base_/efficienttrain.py).')
-        if needs_b and not self._crops and not self._resizers:
-            raise RuntimeError(
-                'The curriculum lowers the bandwidth B, but the train pipeline '
-                f'has no FourierCrop or StagedRandomResizedCrop (found: '
-                f"{found}). Add dict(type='FourierCrop', size=<final size>) "
-                'before PackInputs, or give every stage bandwidth=1.0.')
-        if needs_m and not self._randaugs:
-            raise RuntimeError(
-                'The curriculum changes the RandAugment magnitude m, but the '
-                f'train pipeline has no StagedRandAug (found: {found}). '
-                "Replace RandAugment with dict(type='StagedRandAug'), or give "
-                'every stage the same magnitude.')
+    def _check_model(self, runner) -> None:
+        """The model side: MAE, patch multiples, Swin windows, preflight."""
+        if not self.driver.lowers_bandwidth:
+            return
+        model = unwrap_model(runner.model)
+        check_mae_model(model)
+        states = self.schedule.states()
+        if self.full_size is None:
+            return
+        check_patch_multiples(model, states)
+        if not any(isinstance(h, SwinWindowHook) for h in runner.hooks):
+            self._swin = SwinWindows.find(model)
+        sizes = [s.size for s in states if s.bandwidth < 1]
+        try:
+            for size in dict.fromkeys(sizes):
+                if self._swin is not None:
+                    self._swin.set_size(size)
+                preflight_model(model, [size])
+        finally:
+            if self._swin is not None:
+                self._swin.reset()
 
     def _warn_eval_pipelines(self, runner, names: Sequence[str]) -> None:
         """Warn (once per loop) about a FourierCrop in an eval pipeline."""
@@ -334,8 +168,7 @@ class EfficientTrainHook(Hook):
             loader = getattr(loop, 'dataloader', None)
             if loader is None or name in self._warned_eval:
                 continue
-            crops = [t for t in iter_pipeline_transforms(loader.dataset)
-                     if isinstance(t, FourierCrop)]
+            crops = eval_fourier_crops(loader.dataset)
             if crops:
                 self._warned_eval.add(name)
                 runner.logger.warning(
@@ -345,117 +178,15 @@ class EfficientTrainHook(Hook):
                     'its configured size. Remove it from the '
                     f'{name[1:-5]}_dataloader pipeline unless you mean it.')
 
-    def before_val(self, runner) -> None:
-        self._warn_eval_pipelines(runner, ('_val_loop', ))
-
-    def before_test(self, runner) -> None:
-        self._warn_eval_pipelines(runner, ('_test_loop', ))
-
-    def _states(self, max_epochs: int) -> Dict[tuple, int]:
-        """Distinct (stage, B, m) settings and the first epoch of each."""
-        states = {}
-        for epoch in range(max_epochs):
-            states.setdefault(self._key(epoch, max_epochs), epoch)
-        return states
-
-    def _preflight(self, runner, dataset) -> None:
-        """Run one sample through each stage's pipeline in this process.
-
-        Errors such as an image smaller than B surface now, with the stage
-        named, instead of inside a worker hours later. The sizes seen here
-        are what :meth:`before_train_iter` expects from the workers.
-        """
-        self._expected_hw = {}
-        seen = {}  # B -> sample size
-        if len(dataset) == 0:
-            raise RuntimeError('The train dataset is empty.')
-        for key, epoch in self._states(runner.max_epochs).items():
-            self._apply(key)
-            try:
-                sample = dataset[0]
-            except Exception as e:
-                # name the stage once, with the cause the wrapper recorded
-                where, cause = '', e
-                if isinstance(e, PipelineStageError) and e.__cause__:
-                    where, cause = f' on {e.where}', e.__cause__
-                raise RuntimeError(
-                    f'EfficientTrainHook: the train pipeline fails in stage '
-                    f'{key[0] + 1} (first epoch {epoch}, B={key[1]}, '
-                    f'm={key[2]:g}){where}: {type(cause).__name__}: '
-                    f'{cause}') from e
-            inputs = sample.get('inputs') if isinstance(sample, dict) else None
-            # encoded bytes (the device pipeline) have no size yet
-            hw = _spatial_shapes(inputs)[0] \
-                if getattr(inputs, 'ndim', 0) >= 2 else None
-            # only check batches whose size the FourierCrop decides
-            self._expected_hw[key] = hw if hw == _hw(key[1]) and \
-                self._sized_in_pipeline else None
-            seen[key[1]] = hw
-        self._applied = None
-        sizes = set(seen.values())
-        if self._sized_in_pipeline and len(seen) > 1 and len(sizes) == 1 and \
-                None not in sizes:
-            raise RuntimeError(
-                f'The curriculum sets FourierCrop to B={list(seen)}, but the '
-                f'train pipeline delivers {sizes.pop()} images in every '
-                'stage: a transform after FourierCrop resizes or crops its '
-                'output, so early stages would cost as much as the last. '
-                'Put FourierCrop after the last resize/crop, just before '
-                'PackInputs.')
+    @property
+    def full_size(self) -> Optional[Size]:
+        """The full input size (after bind; see StageDriver.full_size)."""
+        return self.driver.full_size
 
     @property
-    def current_size(self) -> Optional[Union[int, Tuple[int, int]]]:
+    def current_size(self) -> Optional[Size]:
         """B in pixels of the stage applied last (None before the first)."""
-        return self._applied[1] if self._applied else None
-
-    @property
-    def full_size(self) -> Optional[Union[int, Tuple[int, int]]]:
-        """The final input size of the first bound transform (after bind)."""
-        return next(iter(self._full_sizes.values()), None)
-
-    # per epoch --------------------------------------------------------------
-    def _key(self, epoch: int, max_epochs: int) -> tuple:
-        """(stage index, size for the first crop, magnitude) of an epoch."""
-        state = self.curriculum.at(epoch, max_epochs, self.full_size or 1)
-        return (state.index, state.size, state.magnitude)
-
-    def _apply(self, key: tuple) -> None:
-        self.apply_stage(key[0])
-        self._applied = key
-
-    def apply_stage(self, index: int) -> None:
-        """Set stage ``index``'s B and m on the bound transforms."""
-        stage = self.curriculum.stages[index]
-        for c in self._crops:
-            c.size = bandwidth_pixels(stage.bandwidth, self._full_sizes[id(c)])
-        for r in self._resizers:
-            r.scale = _hw(
-                bandwidth_pixels(stage.bandwidth, self._full_sizes[id(r)]))
-        for r in self._randaugs:
-            r.magnitude_level = stage.magnitude
-        text = self._stage_text(index)
-        for p in self._pipelines:
-            p.stage = text
-
-    def _stage_text(self, index: int) -> str:
-        """``stage i/n (B=, m=, epochs a-b of E)`` for error messages.
-
-        Persistent workers keep the text from their fork until the next
-        stage switch, so it names the stage's epochs, not the current one.
-        """
-        stage = self.curriculum.stages[index]
-        full = self.full_size
-        size = (bandwidth_pixels(stage.bandwidth, full) if full is not None
-                else f'{stage.bandwidth:.3g}')
-        text = (f'stage {index + 1}/{len(self.curriculum)} (B={size}, '
-                f'm={stage.magnitude:g}')
-        if self._max_epochs:
-            edges = self.curriculum.boundaries(self._max_epochs)
-            first, last = edges[index] + 1, edges[index + 1]
-            span = f'epoch {last}' if first == last else \
-                f'epochs {first}-{last}'
-            text += f', {span} of {self._max_epochs}'
-        return text + ')'
+        return self._applied.size if self._applied else None
 
     @property
     def current_stage(self) -> Optional[str]:
@@ -466,66 +197,96 @@ class EfficientTrainHook(Hook):
         """
         if self._applied is None or self._epoch is None:
             return None
-        index, size, magnitude = self._applied
         epoch = f'epoch {self._epoch + 1}'
         if self._max_epochs:
             epoch += f'/{self._max_epochs}'
-        return (f'stage {index + 1}/{len(self.curriculum)} (B={size}, '
-                f'm={magnitude:g}), {epoch}')
+        return f'{self._applied.describe(span=False)}, {epoch}'
+
+    def apply_stage(self, index: int) -> StageState:
+        """Set stage ``index`` (from 0) on the bound transforms."""
+        if self.schedule is None or self.schedule.max_epochs != \
+                self._max_epochs:
+            self.schedule = StageSchedule(self.curriculum, self._max_epochs,
+                                          self.full_size)
+        state = self.schedule.state(index)
+        self.driver.apply(state)
+        return state
+
+    # the clock ------------------------------------------------------------------
+    def _enter(self, runner, index: int) -> None:
+        """Make stage ``index`` the current one (no-op if it is)."""
+        state = self.schedule.state(index)
+        if state == self._applied:
+            return
+        self.driver.apply(state)
+        if self.driver.in_pipeline:
+            self._restart_workers(runner.train_dataloader)
+        if self._swin is not None:
+            self._swin.set_size(state.size)
+        self._applied = state
+        self._pending_check = state if self.check_batches else None
 
     def before_train_epoch(self, runner) -> None:
-        epoch, max_epochs = runner.epoch, runner.max_epochs
-        self._epoch, self._max_epochs = epoch, max_epochs
-        key = self._key(epoch, max_epochs)
-        if key != self._applied:
-            self._apply(key)
-            self._restart_workers(runner.train_dataloader)
-        index, size, magnitude = key
-        n = len(self.curriculum)
+        self._epoch, self._max_epochs = runner.epoch, runner.max_epochs
+        tick = runner.iter if self.switch_by_iter else runner.epoch
+        self._enter(runner, self.schedule.index_at(tick))
+        if self._swin is not None:  # validation reset the windows
+            self._swin.set_size(self._applied.size)
+        if not self.switch_by_iter:
+            self._pending_check = self._applied if self.check_batches \
+                else None
         runner.logger.info(
-            f'EfficientTrain epoch {epoch + 1}/{max_epochs}: stage '
-            f'{index + 1}/{n}, B={size}, m={magnitude:g}')
-        hub = runner.message_hub
-        hub.update_scalar('train/et_stage', index + 1)
-        hub.update_scalar('train/et_B', _hw(size)[0])
-        hub.update_scalar('train/et_m', magnitude)
-        self._pending_check = key if self.check_batches else None
+            f'EfficientTrain epoch {runner.epoch + 1}/{runner.max_epochs}: '
+            f'{self._applied.describe(span=False)}')
+        self._log_scalars(runner)
+
+    def _log_scalars(self, runner) -> None:
+        hub, state = runner.message_hub, self._applied
+        hub.update_scalar('train/et_stage', state.number)
+        hub.update_scalar('train/et_B', _hw(state.size)[0])
+        hub.update_scalar('train/et_m', state.magnitude)
 
     @staticmethod
     def _restart_workers(loader) -> None:
         """Make persistent workers re-fork with the updated pipeline."""
-        if getattr(loader, 'persistent_workers', False):
-            loader._iterator = None
+        compat.restart_workers(loader)
 
     def before_train_iter(self,
                           runner,
                           batch_idx: int,
                           data_batch: DATA_BATCH = None) -> None:
-        key, self._pending_check = self._pending_check, None
-        pre = self._device_preprocessor
-        if key and pre is not None and isinstance(data_batch, dict) and \
-                not pre.augments(data_batch['inputs']):
-            raise RuntimeError(
-                f'EfficientTrainHook set stage {key[0] + 1} (B={key[1]}, '
-                f'm={key[2]:g}) in DeviceAugmentPreprocessor, but the train '
-                'loader delivered images that are neither encoded nor uint8, '
-                'which it takes as augmented already and leaves alone: the '
-                'curriculum would not reach them. Deliver uint8 images (no '
-                'Normalize or float conversion in the train pipeline) or '
-                "encoded ones (LoadImageBytes + PackInputs(input_key="
-                "'img_bytes')).")
-        expected = self._expected_hw.get(key) if key else None
-        if expected is None or not isinstance(data_batch, dict):
-            return
-        shapes = set(_spatial_shapes(data_batch['inputs']))
-        if shapes != {expected}:
-            raise RuntimeError(
-                f'EfficientTrainHook set stage {key[0] + 1} (B={key[1]}, '
-                f'm={key[2]:g}), but the train loader delivered inputs of '
-                f'{sorted(shapes)} instead of {expected}: the curriculum did '
-                'not reach the data workers. Something restarted or replaced '
-                'the dataloader behind the hook; report this with your '
-                'config.')
+        if self.switch_by_iter:
+            before = self._applied
+            self._enter(runner, self.schedule.index_at(runner.iter))
+            if self._applied is not before:
+                runner.logger.info(
+                    f'EfficientTrain iteration {runner.iter + 1}/'
+                    f'{runner.max_iters}: {self._applied.describe()}')
+            self._log_scalars(runner)
+        state, self._pending_check = self._pending_check, None
+        if state is not None:
+            check_first_batch(state, data_batch,
+                              self._expected_hw.get(state.index),
+                              self.driver.preprocessor)
+
+    # the model at full size outside training -------------------------------------
+    def _full_windows(self) -> None:
+        if self._swin is not None:
+            self._swin.reset()
+
+    def after_train_epoch(self, runner) -> None:
+        self._full_windows()  # validation and checkpoints see the full model
+
+    def before_val(self, runner) -> None:
+        self._full_windows()
+        self._warn_eval_pipelines(runner, ('_val_loop', ))
+
+    def before_test(self, runner) -> None:
+        self._full_windows()
+        self._warn_eval_pipelines(runner, ('_test_loop', ))
+
+    def after_train(self, runner) -> None:
+        self._full_windows()
 
     # checkpoints ------------------------------------------------------------
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:

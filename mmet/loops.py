@@ -27,11 +27,13 @@ from mmengine.dist import get_rank
 from mmengine.registry import LOOPS
 from mmengine.runner import EpochBasedTrainLoop
 
-from .curriculum import (BASELINE_EPOCHS, ETPP_REPLAY, BudgetPlan, Curriculum,
-                         _cost, budget_for_speedup)
-from .hooks import (BANDWIDTH_TRANSFORMS, EfficientTrainHook,
-                    iter_staged_transforms)
+from . import compat
+from .curriculum import (BACKBONE_FAMILIES, BASELINE_EPOCHS, ETPP_REPLAY,
+                         BudgetPlan, Curriculum, _cost, budget_for_speedup,
+                         infer_family)
+from .hooks import EfficientTrainHook
 from .replay import ReplayBuffer
+from .stages import StageDriver, unwrap_model
 from .schedulers import wrap_param_schedulers
 
 REPLAY_PRESETS = {'efficienttrain++': ETPP_REPLAY}
@@ -51,7 +53,9 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
             :meth:`Curriculum.equal_compute`). Defaults to
             ``'efficienttrain++'``.
         family (str, optional): Model family of the ET++ preset: ``resnet``,
-            ``swin``, ``cswin``, ``deit`` or ``convnext``.
+            ``swin``, ``cswin``, ``deit``, ``convnext`` or ``mae``. Default:
+            inferred from the backbone type
+            (:func:`~mmet.curriculum.infer_family`).
         budget (float, optional): E, the compute in full-size epochs.
         speedup (float, optional): Instead of ``budget``: the target speedup
             against ``baseline_epochs`` full-size epochs, E = baseline /
@@ -72,7 +76,17 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
             ``replay``. Defaults to 1.
         compute_clock (bool): Put ``param_scheduler`` on the compute clock.
             Defaults to True.
+        low_pass (str): How a stock pipeline is adapted: ``'fourier'`` or
+            ``'resize'`` (see :class:`~mmet.hooks.EfficientTrainHook`).
         check_batches (bool): Passed to the hook the loop registers.
+
+    Stage switches: where every staged transform lives in the data
+    preprocessor (the batched path, where a switch costs nothing) and
+    neither replay nor ``low_res_batch`` is used, stages switch at
+    iterations, so each gets its compute share to within one iteration
+    however few the epochs. Otherwise they switch at whole epochs, and a
+    plan whose rounding leaves a stage without an epoch is re-planned so
+    that every stage gets one (logged, with the compute it adds).
         val_begin, val_interval, dynamic_intervals: As for
             :class:`EpochBasedTrainLoop`.
         max_epochs: Not accepted: the loop derives it from the budget.
@@ -90,6 +104,7 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
                  replay: Union[None, str, dict] = None,
                  low_res_batch: int = 1,
                  compute_clock: bool = True,
+                 low_pass: str = 'fourier',
                  check_batches: bool = True,
                  val_begin: int = 1,
                  val_interval: int = 1,
@@ -108,7 +123,8 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
                 'equivalent epochs, e.g. 200) or speedup= (against '
                 f'baseline_epochs={baseline_epochs}, e.g. 1.5, 2 or 3); got '
                 f'budget={budget}, speedup={speedup}.')
-        self.base_curriculum = Curriculum.build(curriculum, family=family)
+        self.base_curriculum = Curriculum.build(
+            curriculum, family=self._family(runner, curriculum, family))
         self.baseline_epochs = float(baseline_epochs)
         self.budget = float(budget) if budget is not None else \
             budget_for_speedup(speedup, baseline_epochs)
@@ -116,8 +132,8 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
         self.low_res_batch = self._check_low_res_batch(
             low_res_batch, runner.optim_wrapper)
         self._base_accumulation: Optional[int] = None
-        self.plan: BudgetPlan = self.base_curriculum.plan(
-            self.budget, self.replay_cfg['times'] if self.replay_cfg else None)
+        times = self.replay_cfg['times'] if self.replay_cfg else None
+        self.plan: BudgetPlan = self.base_curriculum.plan(self.budget, times)
         super().__init__(
             runner,
             dataloader,
@@ -125,8 +141,20 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
             val_begin=val_begin,
             val_interval=val_interval,
             dynamic_intervals=dynamic_intervals)
+        # adapt and find the staged transforms now: the full size and where
+        # they run decide the plan (the hook binds to the same ones)
+        driver = StageDriver(self.base_curriculum, low_pass)
+        driver.bind(self.dataloader.dataset, runner.model,
+                    log=runner.logger.info)
+        self.low_pass = low_pass
+        self.full_size = driver.full_size
+        self.switch_by_iter = driver.preprocessor is not None and \
+            not driver.in_pipeline and not self.replay_cfg and \
+            self.low_res_batch == 1
+        if not self.switch_by_iter:
+            self._replan(self.base_curriculum.plan(self.budget, times,
+                                                   every_stage=True))
         self.curriculum = self.plan.curriculum
-        self.full_size = self._find_full_size()
         self.batch_size = self._loader_batch_size()
         self.epoch_length = len(self.dataloader)
         self.stage_iters = self._stage_iters()
@@ -143,6 +171,46 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
         runner.logger.info(self.summary())
 
     # set-up ------------------------------------------------------------------
+    @staticmethod
+    def _family(runner, curriculum, family: Optional[str]) -> Optional[str]:
+        """``family``, or the one of the model's backbone for a per-family
+        preset."""
+        if family is not None or not isinstance(curriculum, str) or \
+                curriculum.lower() not in ('efficienttrain++', 'et++'):
+            return family
+        backbone = getattr(unwrap_model(runner.model), 'backbone', None)
+        name = type(backbone).__name__ if backbone is not None else \
+            type(unwrap_model(runner.model)).__name__
+        inferred = infer_family(name)
+        if inferred is None:
+            raise ValueError(
+                f'EfficientTrainLoop cannot infer the ET++ model family of '
+                f'the backbone {name}; give train_cfg family= one of '
+                f'{sorted(BACKBONE_FAMILIES)} (the bandwidths of the nearest '
+                'kind of model: resnet for ConvNets, deit for ViTs), or '
+                'stages of your own as curriculum=.')
+        return inferred
+
+    def _replan(self, plan: BudgetPlan) -> None:
+        """Train ``plan`` if rounding re-planned it; log what it costs."""
+        if not plan.replanned:
+            return
+        before = self.plan
+        self.plan = plan
+        self._max_epochs = plan.max_epochs
+        self._max_iters = plan.max_epochs * len(self.dataloader)
+        extra = plan.compute_epochs(self.full_size) / \
+            before.compute_epochs(self.full_size) - 1
+        self.runner.logger.warning(
+            f'EfficientTrainLoop: whole epochs leave ET++ stages without '
+            f'an epoch ({before.epochs()} epochs per stage over '
+            f'{before.max_epochs}), so every stage gets one: '
+            f'{plan.epochs()} over {plan.max_epochs}, {extra:+.1%} compute '
+            f'({plan.compute_epochs(self.full_size):.3g} full-size epochs '
+            f'for a budget of {plan.budget:g}). The batched path '
+            '(DeviceAugmentPreprocessor) switches stages by iteration and '
+            'needs no re-plan.')
+
     @staticmethod
     def _replay_cfg(replay, num_stages: int) -> Optional[dict]:
         if replay is None or replay is False:
@@ -188,9 +256,7 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
             raise ValueError(
                 'low_res_batch and replay both change the loader batch of '
                 'the low-resolution stages; use one of them.')
-        counts = optim_wrapper.get('accumulative_counts', 1) \
-            if isinstance(optim_wrapper, dict) else \
-            getattr(optim_wrapper, '_accumulative_counts', 1)
+        counts = compat.accumulative_counts(optim_wrapper)
         if counts % factor:
             raise ValueError(
                 f'low_res_batch={factor} multiplies the batch of the stages '
@@ -214,24 +280,14 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
 
     def _set_accumulation(self, index: int) -> None:
         """Divide the gradient accumulation by ``low_res_batch`` below full
-        size. (mmengine has no setter; the count status is recomputed as
-        ``OptimWrapper.initialize_count_status`` does.)"""
+        size."""
         wrapper = self.runner.optim_wrapper
         if self._base_accumulation is None:
-            self._base_accumulation = wrapper._accumulative_counts
+            self._base_accumulation = compat.accumulative_counts(wrapper)
         counts = self._base_accumulation
         if self.curriculum.stages[index].bandwidth < 1:
             counts //= self.low_res_batch
-        wrapper._accumulative_counts = counts
-        wrapper._remainder_counts = wrapper._max_counts % counts
-
-    def _find_full_size(self):
-        crops = [
-            t for t in iter_staged_transforms(self.dataloader.dataset,
-                                              self.runner.model)
-            if isinstance(t, BANDWIDTH_TRANSFORMS)
-        ]
-        return crops[0].size if crops else None
+        compat.set_accumulative_counts(wrapper, counts)
 
     def _loader_batch_size(self) -> Optional[int]:
         bs = getattr(getattr(self.dataloader, 'batch_sampler', None),
@@ -255,7 +311,14 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
             sampler.batch_size = batch_size
 
     def _stage_iters(self) -> List[Tuple[int, float]]:
-        """(iterations, cost per iteration) of each stage."""
+        """(iterations, cost per iteration) of each stage: the counts the
+        hook switches at, so the compute clock and the stages agree."""
+        if self.switch_by_iter:
+            edges = self.curriculum.boundaries(self.max_epochs *
+                                               self.epoch_length)
+            return [(b - a, _cost(s.bandwidth, self.full_size))
+                    for s, a, b in zip(self.curriculum.stages, edges,
+                                       edges[1:])]
         out = []
         times = self.plan.replay_times
         for i, (s, n, r) in enumerate(
@@ -290,12 +353,13 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
                     'registers it.')
             # same (B, m) stages: the hook follows the loop's epoch shares
             hook.curriculum = self.curriculum
-        if hooks:
-            return hooks[0]
-        hook = EfficientTrainHook(
-            curriculum=self.curriculum, check_batches=check_batches)
-        runner.register_hook(hook)
-        return hook
+        if not hooks:
+            hooks = [EfficientTrainHook(
+                curriculum=self.curriculum, low_pass=self.low_pass,
+                check_batches=check_batches)]
+            runner.register_hook(hooks[0])
+        hooks[0].switch_by_iter = self.switch_by_iter
+        return hooks[0]
 
     # reporting ---------------------------------------------------------------
     def compute_epochs(self) -> float:

@@ -14,9 +14,12 @@ the one full-size table. No parameter or buffer changes shape: DDP, the
 optimizer state and every checkpoint stay exactly those of a stock Swin,
 and there is no lossy back-and-forth interpolation of the weights.
 
-:class:`SwinWindowHook` sets the window of each train epoch from the B that
-:class:`~mmet.hooks.EfficientTrainHook` applies, and restores the full
-window for validation, testing and after training.
+:class:`SwinWindows` fits the windows of a model to each stage's B;
+:class:`~mmet.hooks.EfficientTrainHook` uses it by itself for any model with
+mmpretrain's (v1) Swin window attention, and restores the full window for
+validation, testing, checkpoints and after training. :class:`SwinWindowHook`
+is the older explicit form: where one is registered, the hook leaves the
+windows to it.
 """
 from typing import Dict, Optional
 
@@ -27,7 +30,6 @@ from mmengine.model import is_model_wrapper
 from mmpretrain.models.utils import ShiftWindowMSA, WindowMSA
 from mmpretrain.registry import HOOKS
 
-from .hooks import EfficientTrainHook
 
 
 class ElasticWindowMSA(WindowMSA):
@@ -91,7 +93,9 @@ def set_swin_window(model: torch.nn.Module, window: Optional[int]) -> int:
     """
     count = 0
     for module in model.modules():
-        if not isinstance(module, ShiftWindowMSA):
+        # Swin-v2's WindowMSAV2 computes its bias otherwise: left alone
+        if not isinstance(module, ShiftWindowMSA) or \
+                type(module.w_msa) not in (WindowMSA, ElasticWindowMSA):
             continue
         msa = module.w_msa
         if not isinstance(msa, ElasticWindowMSA):
@@ -111,6 +115,57 @@ def set_swin_window(model: torch.nn.Module, window: Optional[int]) -> int:
         msa.window_size = (size, size)
         count += 1
     return count
+
+
+def window_stride(model: torch.nn.Module) -> int:
+    """The down-sampling of a Swin's last stage: patch x 2^(stages - 1)
+    (32 for Swin-T); 32 if the model does not say."""
+    for m in model.modules():
+        embed, stages = getattr(m, 'patch_embed', None), \
+            getattr(m, 'stages', None)
+        stride = getattr(getattr(embed, 'projection', None), 'stride', None)
+        if stride is not None and stages is not None:
+            return int(stride[0]) * 2**(len(stages) - 1)
+    return 32
+
+
+class SwinWindows:
+    """The Swin windows of a model, fitted to each stage's B.
+
+    The window of a stage is ``B // stride`` (at most the built window), as
+    in the official code: 160 -> 5, 192 -> 6, 224 -> 7 for Swin-T.
+
+    Args:
+        model (nn.Module): A model with mmpretrain (v1) Swin attention.
+        stride (int, optional): Down-sampling of the last Swin stage;
+            default from the model (:func:`window_stride`).
+    """
+
+    def __init__(self, model: torch.nn.Module, stride: Optional[int] = None):
+        self.model = model
+        self.stride = stride or window_stride(model)
+        self.window: Optional[int] = None
+
+    @classmethod
+    def find(cls, model: torch.nn.Module) -> Optional['SwinWindows']:
+        """The windows of ``model``, or None if it has no Swin windows."""
+        return cls(model) if set_swin_window(model, None) else None
+
+    def window_for(self, size) -> int:
+        h = size if isinstance(size, int) else min(size)
+        return max(1, h // self.stride)
+
+    def set_size(self, size) -> int:
+        """Fit the windows to an input of ``size``; returns the window."""
+        self.window = self.window_for(size)
+        full = {m._mmet_full[0] for m in self.model.modules()
+                if hasattr(m, '_mmet_full')}
+        set_swin_window(self.model, min([self.window, *full]))
+        return self.window
+
+    def reset(self) -> None:
+        """The full windows: for validation, testing and checkpoints."""
+        set_swin_window(self.model, None)
 
 
 @HOOKS.register_module()
@@ -140,7 +195,8 @@ class SwinWindowHook(Hook):
         model = runner.model
         return model.module if is_model_wrapper(model) else model
 
-    def _driver(self, runner) -> EfficientTrainHook:
+    def _driver(self, runner):
+        from .hooks import EfficientTrainHook
         drivers = [h for h in runner.hooks
                    if isinstance(h, EfficientTrainHook)]
         if not drivers:
@@ -163,9 +219,8 @@ class SwinWindowHook(Hook):
         if size is None:
             raise RuntimeError('EfficientTrainHook has not set a stage yet; '
                                'SwinWindowHook must run after it.')
-        h = size if isinstance(size, int) else min(size)
-        self.window = max(1, h // self.stride)
-        set_swin_window(self._model(runner), self.window)
+        self.window = SwinWindows(self._model(runner),
+                                  self.stride).set_size(size)
         runner.message_hub.update_scalar('train/swin_window', self.window)
 
     def _full(self, runner) -> None:

@@ -17,7 +17,8 @@ from conftest import ROOT, build_runner, tiny_cfg
 from mmengine.config import Config
 from mmpretrain.registry import DATASETS
 
-from mmet.hooks import EfficientTrainHook, PipelineStageError
+from mmet.hooks import EfficientTrainHook
+from mmet.stages import PipelineStageError
 
 
 def write_folder(root, num=8, size=32, odd=None):
@@ -113,7 +114,7 @@ def test_failure_in_the_first_sample_is_caught_before_training(tmp_path):
     msg = str(err.value)
     # the pre-flight check names the stage and the file once each
     assert msg.startswith('EfficientTrainHook: the train pipeline fails in '
-                          'stage 1 (first epoch 0, B=22, m=1) on '
+                          'stage 1/5 (B=22, m=1, epoch 1 of 5) on '
                           f'{paths[0]}: AssertionError: failed to load image')
     assert msg.count('stage') == 1
 

@@ -110,7 +110,7 @@ def test_stage_is_logged_through_message_hub(tiny_runner, tmp_path):
     assert by_epoch == {e + 1: (e + 1, s, m) for e, (s, m)
                         in enumerate(zip(ET_SIZES, ET_MAGS))}
     log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
-    assert 'stage 2/5, B=22, m=3' in log
+    assert 'EfficientTrain epoch 2/5: stage 2/5 (B=22, m=3)' in log
 
 
 def test_no_curriculum_transform_fails_at_start(tiny_runner):
@@ -135,7 +135,7 @@ def test_magnitude_curriculum_without_staged_randaug_fails(tiny_runner):
 def test_bandwidth_larger_than_images_fails_at_start(tiny_runner):
     pipeline = tiny_pipeline(full=48)  # TinyImages are 32 px
     runner = tiny_runner(pipeline=pipeline)
-    with pytest.raises(RuntimeError, match=r'fails in stage 1 .*B=34') as e:
+    with pytest.raises(RuntimeError, match=r'fails in stage 1/5 \(B=34') as e:
         runner.train()
     assert 'can only shrink' in str(e.value)
 

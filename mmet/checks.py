@@ -1,0 +1,279 @@
+"""The checks that make a curriculum that does not take effect fail loudly.
+
+- :func:`check_drivable`: the train pipeline can express the curriculum;
+- :func:`preflight_pipeline`: one sample per stage through the pipeline, in
+  the trainer, so that an image smaller than B fails at start;
+- :func:`check_first_batch`: the first batch of a stage has the stage's B;
+- the model side: :func:`check_patch_multiples` (ViT, DeiT, Swin: B a
+  multiple of the patch), :func:`~mmet.mae.check_mae_model`, and
+  :func:`preflight_model`, one forward and backward per B, so that a model
+  that does not accept a B fails at start with the model and B named.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from .stages import (PipelineStageError, StageDriver, StageSchedule,
+                     StageState, leaf_datasets, pipeline_transforms,
+                     unwrap_model)
+from .transforms import FourierCrop
+
+Size = Union[int, Tuple[int, int]]
+
+
+def _hw(size: Size) -> Tuple[int, int]:
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
+def _spatial_shapes(inputs) -> List[Tuple[int, int]]:
+    if isinstance(inputs, (list, tuple)):
+        return [tuple(x.shape[-2:]) for x in inputs]
+    return [tuple(inputs.shape[-2:])] * inputs.shape[0]
+
+
+# the pipeline -----------------------------------------------------------------
+def check_drivable(driver: StageDriver) -> None:
+    """Refuse a train pipeline that cannot express the curriculum.
+
+    Raises:
+        RuntimeError: naming what was found and what to add.
+    """
+    found = ', '.join(driver.found) or 'nothing'
+    if not driver.transforms:
+        raise RuntimeError(
+            'EfficientTrainHook found no FourierCrop, '
+            'StagedRandomResizedCrop or StagedRandAug in '
+            f'the train pipeline (found: {found}) and no '
+            'DeviceAugmentPreprocessor, so the curriculum '
+            'would do nothing. Add dict(type=\'StagedRandAug\') after the '
+            'flip and dict(type=\'FourierCrop\', size=<final size>) '
+            'before PackInputs to train_dataloader.dataset.pipeline '
+            '(see configs/_base_/efficienttrain.py).')
+    if driver.lowers_bandwidth and not driver.bandwidth_transforms:
+        raise RuntimeError(
+            'The curriculum lowers the bandwidth B, but the train pipeline '
+            f'has no FourierCrop or StagedRandomResizedCrop (found: '
+            f"{found}). Add dict(type='FourierCrop', size=<final size>) "
+            'before PackInputs, or give every stage bandwidth=1.0.')
+    if driver.changes_magnitude and not driver.magnitude_transforms:
+        raise RuntimeError(
+            'The curriculum changes the RandAugment magnitude m, but the '
+            f'train pipeline has no StagedRandAug (found: {found}). '
+            "Replace RandAugment with dict(type='StagedRandAug'), or give "
+            'every stage the same magnitude.')
+
+
+def preflight_pipeline(dataset, driver: StageDriver,
+                       schedule: StageSchedule
+                       ) -> Dict[int, Optional[Tuple[int, int]]]:
+    """Run one sample through each stage's pipeline in this process.
+
+    Errors such as an image smaller than B surface now, with the stage
+    named, instead of inside a worker hours later. Leaves the transforms at
+    the last stage tried.
+
+    Returns:
+        dict: Per stage index, the (h, w) the workers must deliver, or None
+        where the pipeline does not decide it (the batched path).
+
+    Raises:
+        RuntimeError: the stage and the cause.
+    """
+    if len(dataset) == 0:
+        raise RuntimeError('The train dataset is empty.')
+    expected, seen = {}, {}  # stage -> (h, w); B -> sample size
+    for state in schedule.states():
+        driver.apply(state)
+        try:
+            sample = dataset[0]
+        except Exception as e:
+            # name the stage once, with the cause the wrapper recorded
+            where, cause = '', e
+            if isinstance(e, PipelineStageError) and e.__cause__:
+                where, cause = f' on {e.where}', e.__cause__
+            raise RuntimeError(
+                f'EfficientTrainHook: the train pipeline fails in '
+                f'{state}{where}: {type(cause).__name__}: {cause}') from e
+        inputs = sample.get('inputs') if isinstance(sample, dict) else None
+        # encoded bytes (the device pipeline) have no size yet
+        hw = _spatial_shapes(inputs)[0] \
+            if getattr(inputs, 'ndim', 0) >= 2 else None
+        # only check batches whose size the pipeline decides
+        expected[state.index] = hw if hw == _hw(state.size) and \
+            driver.sized_in_pipeline else None
+        seen[state.size] = hw
+    sizes = set(seen.values())
+    if driver.sized_in_pipeline and len(seen) > 1 and len(sizes) == 1 and \
+            None not in sizes:
+        raise RuntimeError(
+            f'The curriculum sets FourierCrop to B={list(seen)}, but the '
+            f'train pipeline delivers {sizes.pop()} images in every '
+            'stage: a transform after FourierCrop resizes or crops its '
+            'output, so early stages would cost as much as the last. '
+            'Put FourierCrop after the last resize/crop, just before '
+            'PackInputs.')
+    return expected
+
+
+def check_first_batch(state: StageState, data_batch,
+                      expected: Optional[Tuple[int, int]],
+                      preprocessor=None) -> None:
+    """Check the first train batch of a stage.
+
+    Raises:
+        RuntimeError: the batch cannot carry the stage (float images the
+            batched path leaves alone) or has another size than the stage's:
+            the curriculum did not reach the data workers.
+    """
+    if not isinstance(data_batch, dict):
+        return
+    if preprocessor is not None and \
+            not preprocessor.augments(data_batch['inputs']):
+        raise RuntimeError(
+            f'EfficientTrainHook set {state.describe(span=False)} in '
+            'DeviceAugmentPreprocessor, but the train loader delivered '
+            'images that are neither encoded nor uint8, which it takes as '
+            'augmented already and leaves alone: the curriculum would not '
+            'reach them. Deliver uint8 images (no Normalize or float '
+            'conversion in the train pipeline) or encoded ones '
+            "(LoadImageBytes + PackInputs(input_key='img_bytes')).")
+    if expected is None:
+        return
+    shapes = set(_spatial_shapes(data_batch['inputs']))
+    if shapes != {expected}:
+        raise RuntimeError(
+            f'EfficientTrainHook set {state.describe(span=False)}, but the '
+            f'train loader delivered inputs of {sorted(shapes)} instead of '
+            f'{expected}: the curriculum did not reach the data workers. '
+            'Something restarted or replaced the dataloader behind the '
+            'hook; report this with your config.')
+
+
+def eval_fourier_crops(dataset) -> List[FourierCrop]:
+    """The FourierCrops of an eval dataset's pipelines (normally none)."""
+    return [t for ds in leaf_datasets(dataset)
+            for t in pipeline_transforms(ds.pipeline)
+            if isinstance(t, FourierCrop)]
+
+
+# the model --------------------------------------------------------------------
+def _backbone(model: torch.nn.Module) -> torch.nn.Module:
+    model = unwrap_model(model)
+    return getattr(model, 'backbone', None) or model
+
+
+def model_name(model: torch.nn.Module) -> str:
+    """``'ImageClassifier with VisionTransformer'``, for messages."""
+    model = unwrap_model(model)
+    backbone = getattr(model, 'backbone', None)
+    return type(model).__name__ + (
+        f' with {type(backbone).__name__}' if backbone is not None else '')
+
+
+def patch_size(model: torch.nn.Module) -> Optional[Tuple[int, int]]:
+    """The patch of a patch-embedding backbone (ViT, DeiT, Swin, ...):
+    the stride of ``backbone.patch_embed.projection``; None otherwise."""
+    proj = getattr(getattr(_backbone(model), 'patch_embed', None),
+                   'projection', None)
+    stride = getattr(proj, 'stride', None)
+    return tuple(stride) if stride is not None else None
+
+
+def check_patch_multiples(model: torch.nn.Module,
+                          states: Sequence[StageState]) -> None:
+    """Refuse a stage whose B is not a multiple of the backbone's patch.
+
+    A patch embedding pads (or drops) the remainder, so such a stage would
+    train on inputs the curriculum did not ask for.
+
+    Raises:
+        ValueError: naming the stage, the patch and the fix.
+    """
+    patch = patch_size(model)
+    if patch is None:
+        return
+    for state in states:
+        h, w = _hw(state.size)
+        if h % patch[0] or w % patch[1]:
+            raise ValueError(
+                f'{model_name(model)} embeds {patch[0]}x{patch[1]} patches, '
+                f'but {state} trains at B={state.size}, which is not a '
+                'multiple of the patch, so the patch embedding would pad '
+                'it. Choose bandwidths whose B is a multiple of '
+                f'{patch[0]} (at 224 px: 96, 128, 160, 192; e.g. '
+                "curriculum='efficienttrain++' with family='deit'), or a "
+                'full size whose curriculum B are (the ET preset at 224 '
+                'px: 160, 192).')
+
+
+def _channels(model: torch.nn.Module) -> int:
+    conv = next((m for m in _backbone(model).modules()
+                 if isinstance(m, torch.nn.Conv2d)), None)
+    return conv.in_channels if conv is not None else 3
+
+
+def _float_outputs(out) -> List[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out] if out.is_floating_point() and out.requires_grad else []
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in _float_outputs(o)]
+    return []
+
+
+def preflight_model(model: torch.nn.Module, sizes: Sequence[Size],
+                    batch_size: int = 2, name: Optional[str] = None) -> None:
+    """One forward and backward of the backbone at each B, at start.
+
+    Runs a batch of ``batch_size`` random images at each size on the
+    model's device, in train mode, and restores everything it touched:
+    gradients, buffers (BatchNorm statistics), the RNG and the mode.
+    ``tools/check_configs.py`` calls it per config; the hook calls it for
+    the curriculum's B below full size.
+
+    Args:
+        model (nn.Module): A model with a ``backbone`` (or a backbone).
+        sizes (Sequence[int | tuple]): The B to try, in pixels.
+        batch_size (int): Images per batch. Defaults to 2.
+        name (str, optional): The model's name in messages (default: its
+            type and backbone type).
+
+    Raises:
+        RuntimeError: the model, the B and the cause.
+    """
+    backbone = _backbone(model)
+    params = [p for p in backbone.parameters() if p.requires_grad]
+    device = params[0].device if params else torch.device('cpu')
+    grads = [p.grad for p in params]
+    buffers = {k: v.clone() for k, v in backbone.state_dict().items()
+               if k in dict(backbone.named_buffers())}
+    training = backbone.training
+    channels = _channels(model)
+    devices = [device.index or 0] if device.type == 'cuda' else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            backbone.train()
+            for size in dict.fromkeys(sizes):
+                h, w = _hw(size)
+                x = torch.randn(batch_size, channels, h, w, device=device)
+                try:
+                    outs = _float_outputs(backbone(x))
+                    if not outs:
+                        raise RuntimeError('the backbone gave no output '
+                                           'that depends on its input')
+                    sum(o.float().sum() for o in outs).backward()
+                except Exception as e:
+                    raise RuntimeError(
+                        f'{name or model_name(model)} does not train at '
+                        f'B={size} (one forward and backward of a batch of '
+                        f'{batch_size} random {h}x{w} images failed: '
+                        f'{type(e).__name__}: {e}). Give the curriculum '
+                        'bandwidths the model accepts (the smallest B is '
+                        'the usual culprit), or leave this model at full '
+                        'size.') from e
+    finally:
+        backbone.train(training)
+        for p, g in zip(params, grads):
+            p.grad = g
+        backbone.load_state_dict(buffers, strict=False)
