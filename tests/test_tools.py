@@ -138,3 +138,56 @@ def test_benchmark_curriculum_reads_the_etpp_loop(tmp_path):
     assert rep['baseline_epochs'] == 10
     assert rep['predicted_speedup'] == pytest.approx(
         10 * 28**2 / sum(s['epochs'] * s['size']**2 for s in rep['stages']))
+
+
+# tools/train.py --curriculum -------------------------------------------------
+DEMO_BASELINE = osp.join(ROOT, 'configs/demo/fmnist_resnet_baseline.py')
+
+
+def train_with_curriculum(work, epochs, *flags):
+    """The demo's plain config, on 128 images, without validation."""
+    out = subprocess.run(
+        [sys.executable, 'tools/train.py', DEMO_BASELINE, *flags,
+         '--work-dir', str(work), '--no-validate', '--cfg-options',
+         f'train_cfg.max_epochs={epochs}',
+         f'train_dataloader.dataset.data_root={FMNIST}',
+         'train_dataloader.dataset.indices=128',
+         'train_dataloader.batch_size=64', 'train_dataloader.num_workers=1',
+         'param_scheduler.1.T_max=1'],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = open(glob.glob(str(work / '*' / '*.log'))[0]).read()
+    return [line.split(' - ')[-1] for line in log.splitlines()
+            if 'EfficientTrain epoch' in line]
+
+
+def test_train_curriculum_flag_on_the_plain_config(tmp_path):
+    epochs = train_with_curriculum(tmp_path / 'et', 3,
+                                   '--curriculum', 'efficienttrain')
+    # ET's five stages over the config's 3 epochs: 20 px first, 28 px last
+    assert len(epochs) == 3
+    assert epochs[0].startswith('EfficientTrain epoch 1/3') and \
+        'B=20' in epochs[0]
+    assert 'B=28' in epochs[-1] and 'm=9' in epochs[-1]
+
+
+def test_train_curriculum_flag_efficienttrain_pp(tmp_path):
+    epochs = train_with_curriculum(tmp_path / 'etpp', 3, '--curriculum',
+                                   'efficienttrain++', '--speedup', '1.5')
+    # ten stages, 12 -> 20 -> 28 px (the ResNet family, inferred), m 0 -> 9
+    sizes = [line.split('B=')[1].split(',')[0] for line in epochs]
+    assert sizes[0] == '12' and sizes[-1] == '28' and '20' in sizes
+    assert 'm=0' in epochs[0] and 'm=9' in epochs[-1]
+    cfg = open(glob.glob(str(tmp_path / 'etpp' / '*' / 'vis_data' /
+                                  'config.py'))[0]).read()
+    assert "type='EfficientTrainLoop'" in cfg and 'speedup=1.5' in cfg
+    assert 'baseline_epochs=3' in cfg
+
+
+def test_train_curriculum_flag_refuses_what_does_not_fit(tmp_path):
+    res = subprocess.run(
+        [sys.executable, 'tools/train.py', DEMO_ET, '--curriculum',
+         'efficienttrain', '--work-dir', str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0
+    assert 'already trains with a curriculum' in res.stderr

@@ -4,6 +4,13 @@
         [--auto-scale-lr] [--no-validate] [--no-pin-memory]
         [--no-persistent-workers] [--cfg-options k=v ...]
         [--launcher {none,pytorch,slurm,mpi}]
+        [--curriculum {efficienttrain,efficienttrain++}
+         [--budget E | --speedup S] [--low-pass {fourier,resize}]]
+
+CONFIG is a file or an installed config's name, e.g.
+``mmpretrain::resnet/resnet50_8xb32_in1k.py``. ``--curriculum`` trains any
+epoch-based config with the curriculum and no edit to it (see
+:mod:`mmet.cli`).
 
 The registry scope comes from the config's ``default_scope`` (mmpretrain or
 mmdet), so one script serves classification and detection. ``import mmet``
@@ -22,6 +29,8 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmet  # noqa: E402,F401
+from mmet.cli import (add_curriculum_args, apply_curriculum_args,  # noqa
+                      load_config)
 from mmet.hooks import EfficientTrainHook  # noqa: E402
 
 
@@ -56,6 +65,7 @@ def parse_args():
         default='none', help='job launcher')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_curriculum_args(parser)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -101,7 +111,12 @@ def merge_args(cfg: Config, args) -> Config:
 
 def main():
     args = parse_args()
-    cfg = merge_args(Config.fromfile(args.config), args)
+    cfg = merge_args(load_config(args.config), args)
+    try:
+        # after --cfg-options, so an ET++ baseline is the epochs given there
+        apply_curriculum_args(cfg, args)
+    except ValueError as e:
+        raise SystemExit(f'tools/train.py: error: {e}') from None
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     try:
