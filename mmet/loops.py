@@ -39,6 +39,15 @@ from .schedulers import wrap_param_schedulers
 REPLAY_PRESETS = {'efficienttrain++': ETPP_REPLAY}
 
 
+def switches_by_iter(driver: StageDriver, replay=None,
+                     low_res_batch: int = 1) -> bool:
+    """Whether ET++ stages switch at iterations rather than whole epochs:
+    where every staged transform is in the data preprocessor (no worker
+    restart) and no per-stage loader batch (replay, low_res_batch)."""
+    return driver.preprocessor is not None and not driver.in_pipeline and \
+        not replay and low_res_batch == 1
+
+
 @LOOPS.register_module()
 class EfficientTrainLoop(EpochBasedTrainLoop):
     """Epoch-based training for a compute budget (EfficientTrain++).
@@ -148,9 +157,8 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
                     log=runner.logger.info)
         self.low_pass = low_pass
         self.full_size = driver.full_size
-        self.switch_by_iter = driver.preprocessor is not None and \
-            not driver.in_pipeline and not self.replay_cfg and \
-            self.low_res_batch == 1
+        self.switch_by_iter = switches_by_iter(driver, self.replay_cfg,
+                                               self.low_res_batch)
         if not self.switch_by_iter:
             self._replan(self.base_curriculum.plan(self.budget, times,
                                                    every_stage=True))

@@ -22,6 +22,8 @@ from mmengine.config import Config, DictAction  # noqa: E402
 
 from mmet.curriculum import (BASELINE_EPOCHS, ETPP_REPLAY,  # noqa: E402
                              Curriculum, budget_for_speedup)
+from mmet.loops import switches_by_iter  # noqa: E402
+from mmet.stages import StageDriver  # noqa: E402
 
 
 def parse_args():
@@ -42,40 +44,13 @@ NO_FULL_SIZE = ('The train pipeline has no FourierCrop or '
                 'StagedRandomResizedCrop, and there is no '
                 'DeviceAugmentPreprocessor; their size gives the full input '
                 'size.')
-# what the hook sizes, and the argument that holds the full size
-SIZED = {'FourierCrop': 'size', 'StagedRandomResizedCrop': 'scale',
-         'DeviceAugmentPreprocessor': 'crop_size'}
-
-
-def find_full_size(cfg):
-    """The full size of the first transform the hook sizes, or None."""
-    full = None
-
-    def walk(node):
-        nonlocal full
-        if isinstance(node, dict):
-            kind = str(node.get('type', '')).split('.')[-1]
-            if kind in SIZED:
-                full = full or node[SIZED[kind]]
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, (list, tuple)):
-            for v in node:
-                walk(v)
-
-    walk(cfg.train_dataloader.get('dataset'))
-    walk(cfg.get('model', {}).get('data_preprocessor'))
-    walk(cfg.get('data_preprocessor'))
-    if full is None:
-        return None
-    return full if isinstance(full, int) else tuple(full)
 
 
 def find_budget_plan(cfg):
-    """The BudgetPlan, full size and baseline of an EfficientTrainLoop."""
+    """The BudgetPlan, full size and baseline of an EfficientTrainLoop, and
+    whether its stages switch by iteration (as the loop decides)."""
     loop = cfg.train_cfg
-    curriculum = Curriculum.build(
-        loop.get('curriculum', 'efficienttrain++'), family=loop.get('family'))
+    driver = StageDriver.from_config(cfg)
     baseline = loop.get('baseline_epochs', BASELINE_EPOCHS)
     if loop.get('budget') is not None:
         budget = loop['budget']
@@ -87,22 +62,33 @@ def find_budget_plan(cfg):
     if isinstance(replay, str):
         replay = ETPP_REPLAY
     times = replay['times'] if replay else None
-    plan = curriculum.plan(budget, times)
-    full = find_full_size(cfg)
-    if full is None:
+    by_iter = switches_by_iter(driver, replay, loop.get('low_res_batch', 1))
+    plan = driver.curriculum.plan(budget, times, every_stage=not by_iter)
+    if driver.full_size is None:
         raise SystemExit(NO_FULL_SIZE)
-    return plan, full, baseline
+    return plan, driver.full_size, baseline, by_iter
 
 
-def report_budget(plan, full, baseline) -> dict:
-    compute = plan.compute_epochs(full)
+def report_budget(plan, full, baseline, by_iter=False) -> dict:
+    stages = plan.table(full)
+    if by_iter:  # each stage its exact share, to within one iteration
+        start = 0.0
+        for row, s in zip(stages, plan.curriculum.stages):
+            row['epochs'] = s.share * plan.max_epochs
+            row['start_epoch'] = start
+            row['end_epoch'] = start = start + row['epochs']
+            row['compute'] = row['epochs'] * row['relative_cost'] / \
+                plan.max_epochs
+    compute = sum(r['compute'] for r in stages) * plan.max_epochs
     return dict(
         max_epochs=plan.max_epochs,
         full_size=full,
         budget=plan.budget,
         baseline_epochs=baseline,
         compute_epochs=compute,
-        stages=plan.table(full),
+        stages=stages,
+        switch='iteration' if by_iter else 'epoch',
+        replanned=plan.replanned,
         relative_compute=compute / plan.max_epochs,
         predicted_speedup=baseline / compute)
 
@@ -121,7 +107,7 @@ def find_curriculum(cfg):
     if max_epochs is None:
         raise SystemExit('train_cfg has no max_epochs; the curriculum needs '
                          'an epoch-based loop.')
-    full = find_full_size(cfg)
+    full = StageDriver.from_config(cfg, curriculum).full_size
     if full is None:
         raise SystemExit(NO_FULL_SIZE)
     return curriculum, max_epochs, full
@@ -145,8 +131,8 @@ def format_table(rep: dict) -> str:
     for r in rep['stages']:
         size = r['size']
         row = (
-            str(r['stage']), f"{r['start_epoch']}-{r['end_epoch']} "
-            f"({r['epochs']})",
+            str(r['stage']), f"{r['start_epoch']:.4g}-{r['end_epoch']:.4g} "
+            f"({r['epochs']:.4g})",
             str(size) if isinstance(size, int) else 'x'.join(map(str, size)),
             f"{r['magnitude']:g}", f"{r['relative_cost']:.3f}",
             f"{r['compute'] / rep['relative_compute']:.1%}")
@@ -158,6 +144,13 @@ def format_table(rep: dict) -> str:
              for row in rows]
     lines.insert(1, '  '.join('-' * w for w in widths))
     if 'budget' in rep:  # EfficientTrain++: a budget, not max_epochs
+        if rep['switch'] == 'iteration':
+            lines.append('stages switch at iterations (the batched path): '
+                         'each gets its exact share')
+        elif rep['replanned']:
+            lines.append('re-planned: whole epochs would leave a stage '
+                         'without one, so every stage gets one epoch at '
+                         'least, beyond the budget')
         lines.append(
             f"budget E={rep['budget']:g} full-size epochs -> "
             f"{rep['max_epochs']} real epochs, "
@@ -179,7 +172,7 @@ def plot(rep: dict, path: str) -> None:
     epochs, sizes, mags = [], [], []
     for r in rep['stages']:
         size = r['size'] if isinstance(r['size'], int) else r['size'][0]
-        for e in range(r['start_epoch'], r['end_epoch'] + 1):
+        for e in (r['start_epoch'], r['end_epoch']):
             epochs.append(e)
             sizes.append(size)
             mags.append(r['magnitude'])

@@ -60,6 +60,7 @@ from mmengine.registry import init_default_scope  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmet  # noqa: E402,F401
+from mmet import compat  # noqa: E402
 from mmet.device_pipeline import DeviceAugmentPreprocessor  # noqa: E402
 from mmet.hooks import EfficientTrainHook  # noqa: E402
 
@@ -222,7 +223,7 @@ def main():
     model = runner.model
     optim_wrapper = runner.build_optim_wrapper(cfg.optim_wrapper)
     loader = runner.build_dataloader(cfg.train_dataloader, seed=0)
-    hook.bind(loader.dataset, model)
+    hook.bind(loader.dataset, model)  # the driver: adapted, full size
     prepare = device_pipeline_of(model)
     full = hook.full_size
     if predicted is None:
@@ -238,7 +239,7 @@ def main():
     for round_ in range(args.repeats):
         for key, row in distinct.items():
             hook.apply_stage(row['stage'] - 1)
-            hook._restart_workers(loader)  # persistent workers re-fork
+            compat.restart_workers(loader)  # persistent workers re-fork
             loader_rate, first, batch = time_loader(
                 loader, args.iters, args.warmup, prepare, device)
             size = row['size']

@@ -129,42 +129,29 @@ def parse_args(argv=None):
 
 
 # config inspection ---------------------------------------------------------
-def _walk(node, pred):
-    """Yield every dict under ``node`` for which ``pred`` holds."""
-    if isinstance(node, dict):
-        if pred(node):
-            yield node
-        for v in node.values():
-            yield from _walk(v, pred)
-    elif isinstance(node, (list, tuple)):
-        for v in node:
-            yield from _walk(v, pred)
+def find_targets(cfg: Config):
+    """The full size and final magnitude the hook would drive.
 
-
-def _is(name: str):
-    return lambda d: str(d.get('type', '')).split('.')[-1] == name
-
-
-def find_full_size(cfg: Config):
-    """The first FourierCrop size of the train pipeline."""
-    crops = list(_walk(cfg.train_dataloader.get('dataset'), _is('FourierCrop')))
-    if not crops:
-        raise SearchError(
-            'The train pipeline of the config has no FourierCrop, so the '
-            'curriculum cannot change the bandwidth. Add '
-            "dict(type='FourierCrop', size=<final size>) just before "
-            'PackInputs (see configs/_base_/efficienttrain.py).')
-    size = crops[0].get('size')
-    return size if isinstance(size, int) else tuple(size)
-
-
-def find_final_magnitude(cfg: Config) -> Optional[float]:
-    """magnitude_level of the first StagedRandAug, or None if there is none."""
-    augs = list(_walk(cfg.train_dataloader.get('dataset'),
-                      _is('StagedRandAug')))
-    if not augs:
-        return None
-    return float(augs[0].get('magnitude_level', 9))
+    The stage driver's own answer (:meth:`StageDriver.from_config`), so the
+    cheap path (``StagedRandomResizedCrop``), the batched path
+    (``DeviceAugmentPreprocessor``) and stock pipelines that the hook
+    adapts count as they do in training.
+    """
+    from mmet.stages import StageDriver
+    try:
+        driver = StageDriver.from_config(cfg)
+    except RuntimeError as e:  # mmet.adapt.AdaptationError
+        reason = f' ({e})'
+    else:
+        reason = ''
+        if driver.full_size is not None:
+            return driver.full_size, driver.final_magnitude
+    raise SearchError(
+        'The train pipeline of the config has no FourierCrop or '
+        'StagedRandomResizedCrop and there is no DeviceAugmentPreprocessor, '
+        f'so the curriculum cannot change the bandwidth{reason}. Add '
+        "dict(type='FourierCrop', size=<final size>) just before "
+        'PackInputs (see configs/_base_/efficienttrain.py).')
 
 
 def check_config(cfg: Config) -> None:
@@ -190,11 +177,10 @@ def check_config(cfg: Config) -> None:
 
 
 def build_space(cfg: Config, args) -> SearchSpace:
-    full = find_full_size(cfg)
+    full, config_m = find_targets(cfg)
     shares = args.shares if args.shares else equal_shares(args.stages)
     bandwidths = candidate_bandwidths(args.bandwidths, full,
                                       args.reference_size)
-    config_m = find_final_magnitude(cfg)
     final = args.final_magnitude
     if config_m is None:
         # no StagedRandAug: m cannot change, so keep it constant
