@@ -14,36 +14,56 @@ custom_imports = dict(imports=['mmet'], allow_failed_imports=False)
 et_bgr_mean = [103.53, 116.28, 123.675]
 et_bgr_std = [57.375, 57.12, 58.395]
 
-# mmpretrain's imagenet_bs64_swin_224 pipeline (RandAugment(9, 0.5), random
-# erasing 0.25) with RandAugment made stage-driven and the low-frequency crop
-# placed last, after every full-size augmentation, as in the official code.
+# The named steps of the ImageNet train pipelines below: mmpretrain's
+# imagenet_bs64_swin_224 recipe (RandAugment(9, 0.5), random erasing 0.25)
+# with RandAugment made stage-driven, and the low-pass to B.
+et_crop = dict(
+    type='RandomResizedCrop',
+    scale=224,
+    backend='pillow',
+    interpolation='bicubic')
+et_flip = dict(type='RandomFlip', prob=0.5, direction='horizontal')
+et_randaug = dict(
+    type='StagedRandAug',
+    policies='timm_increasing',
+    num_policies=2,
+    total_level=10,
+    magnitude_level=9,
+    magnitude_std=0.5,
+    hparams=dict(
+        pad_val=[round(x) for x in et_bgr_mean], interpolation='bicubic'))
+et_erasing = dict(
+    type='RandomErasing',
+    erase_prob=0.25,
+    mode='rand',
+    min_area_ratio=0.02,
+    max_area_ratio=1 / 3,
+    fill_color=et_bgr_mean,
+    fill_std=et_bgr_std)
+# the exact low-frequency crop to B (the hook sets B; 224 is the full size)
+et_low_pass = dict(type='FourierCrop', size=224)
+
+# The paper's order: the low-frequency crop last, after every full-size
+# augmentation, as in the official code.
 et_train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(
-        type='RandomResizedCrop',
-        scale=224,
-        backend='pillow',
-        interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(
-        type='StagedRandAug',
-        policies='timm_increasing',
-        num_policies=2,
-        total_level=10,
-        magnitude_level=9,
-        magnitude_std=0.5,
-        hparams=dict(
-            pad_val=[round(x) for x in et_bgr_mean],
-            interpolation='bicubic')),
-    dict(
-        type='RandomErasing',
-        erase_prob=0.25,
-        mode='rand',
-        min_area_ratio=0.02,
-        max_area_ratio=1 / 3,
-        fill_color=et_bgr_mean,
-        fill_std=et_bgr_std),
-    dict(type='FourierCrop', size=224),
+    et_crop,
+    et_flip,
+    et_randaug,
+    et_erasing,
+    et_low_pass,
+    dict(type='PackInputs'),
+]
+
+# The same with the official EfficientTrain++ down-sampling: Lanczos after
+# the full-size augmentation (configs/_base_/efficienttrain_pp.py).
+etpp_lanczos_pipeline = [
+    dict(type='LoadImageFromFile'),
+    et_crop,
+    et_flip,
+    et_randaug,
+    et_erasing,
+    dict(et_low_pass, mode='lanczos'),
     dict(type='PackInputs'),
 ]
 
@@ -62,12 +82,10 @@ et_hook = dict(type='EfficientTrainHook', curriculum='efficienttrain')
 #       dataset=dict(pipeline=_base_.et_fast_train_pipeline))
 et_fast_train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(
-        type='StagedRandomResizedCrop',
-        scale=224,
-        backend='pillow',
-        interpolation='bicubic'),
-    *et_train_pipeline[2:-2],  # flip, StagedRandAug, RandomErasing
+    dict(et_crop, type='StagedRandomResizedCrop'),
+    et_flip,
+    et_randaug,
+    et_erasing,
     dict(type='PackInputs'),
 ]
 
@@ -89,15 +107,14 @@ et_device_pipeline = [
 et_device_preprocessor = dict(
     type='DeviceAugmentPreprocessor',
     crop_size=224,
-    # et_train_pipeline's RandAugment and erasing, with RGB colours
+    # et_randaug and et_erasing, with RGB colours
     randaug=dict(
-        {k: v for k, v in et_train_pipeline[3].items() if k != 'type'},
+        {k: v for k, v in et_randaug.items() if k != 'type'},
         hparams=dict(
             pad_val=[round(x) for x in et_bgr_mean[::-1]],
             interpolation='bicubic')),
     erasing=dict(
-        {k: v for k, v in et_train_pipeline[4].items()
-         if k not in ('type', 'mode')},
+        {k: v for k, v in et_erasing.items() if k not in ('type', 'mode')},
         fill_color=et_bgr_mean[::-1],
         fill_std=et_bgr_std[::-1]),
     mean=et_bgr_mean[::-1],

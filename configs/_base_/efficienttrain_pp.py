@@ -1,8 +1,11 @@
 # EfficientTrain++ (TPAMI 2024) on top of an EfficientTrain ImageNet config.
 #
 # ET++ replaces ET's 5 stages over max_epochs by 10 stages of equal compute
-# (m = 0..9) over a budget of E full-size-equivalent epochs. A child config
-# inherits configs/efficienttrain/<model>.py and this file, then sets:
+# (m = 0..9) over a budget of E full-size-equivalent epochs. This file is
+# configs/_base_/efficienttrain.py (same names, used the same way as a second
+# base of an mmpretrain config); the configs/efficienttrain_pp/ configs
+# inherit configs/efficienttrain/<model>.py, which has it already. A child
+# config then sets:
 #
 #   budget = 200                     # E; 300 / E = the speedup vs 300 epochs
 #   train_cfg = dict(_delete_=True, type='EfficientTrainLoop',
@@ -26,40 +29,4 @@
 #   official ET++ Lanczos resize use
 #   train_dataloader = dict(
 #       dataset=dict(pipeline=_base_.etpp_lanczos_pipeline))
-#
-# (mmengine refuses keys defined in two bases, so this file only adds etpp_*
-# names.)
-
-_mean = [103.53, 116.28, 123.675]
-_std = [57.375, 57.12, 58.395]
-
-# configs/_base_/efficienttrain.py's et_train_pipeline with the official
-# EfficientTrain++ down-sampling: Lanczos after the full-size augmentation.
-etpp_lanczos_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='RandomResizedCrop',
-        scale=224,
-        backend='pillow',
-        interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(
-        type='StagedRandAug',
-        policies='timm_increasing',
-        num_policies=2,
-        total_level=10,
-        magnitude_level=9,
-        magnitude_std=0.5,
-        hparams=dict(
-            pad_val=[round(x) for x in _mean], interpolation='bicubic')),
-    dict(
-        type='RandomErasing',
-        erase_prob=0.25,
-        mode='rand',
-        min_area_ratio=0.02,
-        max_area_ratio=1 / 3,
-        fill_color=_mean,
-        fill_std=_std),
-    dict(type='FourierCrop', size=224, mode='lanczos'),
-    dict(type='PackInputs'),
-]
+_base_ = ['./efficienttrain.py']

@@ -1,26 +1,26 @@
 # Cascade Mask R-CNN, ConvNeXt-T + FPN, 3x (36 epochs), COCO; the backbone
 # comes from an mmet/mmpretrain ImageNet checkpoint
-# (tools/extract_backbone.py). mmdet's config unchanged but for the backbone
-# checkpoint and fp32 by default (reference box/mask AP with the ImageNet
-# ConvNeXt-T: 50.3/43.6, trained with mixed precision: add --amp on GPUs).
+# (tools/extract_backbone.py). mmdet's 3x config unchanged but for the
+# backbone checkpoint and fp32 by default (reference box/mask AP with the
+# ImageNet ConvNeXt-T: 50.3/43.6, trained with mixed precision: add --amp on
+# GPUs): the 1x config of this folder with mmdet's 36 epochs and LR steps at
+# 27 and 33.
 #
 #   python tools/train.py configs/det/<this file> --amp \
 #       --cfg-options model.backbone.init_cfg.checkpoint=BACKBONE.pth
-checkpoint = 'work_dirs/backbones/convnext-tiny.pth'  # noqa
+_base_ = ['./cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_ms-crop-1x_coco.py']
 
-_base_ = [
-    'mmdet::convnext/'
-    'cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
+max_epochs = 36
+train_cfg = dict(max_epochs=max_epochs)
+param_scheduler = [
+    dict(
+        type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
+        end=1000),
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=max_epochs,
+        by_epoch=True,
+        milestones=[27, 33],
+        gamma=0.1)
 ]
-
-custom_imports = dict(
-    imports=['mmpretrain.models', 'mmet'], allow_failed_imports=False)
-
-model = dict(
-    backbone=dict(
-        init_cfg=dict(
-            type='Pretrained', checkpoint=checkpoint, prefix='backbone.')))
-
-# mmdet's AdamW 2e-4 with layer-wise LR decay 0.7 is kept; --amp restores
-# the AmpOptimWrapper of the reference run
-optim_wrapper = dict(type='OptimWrapper')

@@ -1,8 +1,6 @@
 # ResNet-50, EfficientTrain++ at E=200 (paper: 79.6 top-1, 1.45x).
-_base_ = [
-    '../efficienttrain/resnet50_et_8xb256_in1k.py',
-    '../_base_/efficienttrain_pp.py',
-]
+# the ET config has configs/_base_/efficienttrain_pp.py's names already
+_base_ = ['../efficienttrain/resnet50_et_8xb256_in1k.py']
 
 budget = 200  # E, full-size-equivalent epochs: 1.5x fewer FLOPs than 300
 train_cfg = dict(
