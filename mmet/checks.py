@@ -32,8 +32,13 @@ def _spatial_shapes(inputs) -> List[Tuple[int, int]]:
 
 
 # the pipeline -----------------------------------------------------------------
-def check_drivable(driver: StageDriver) -> None:
+def check_drivable(driver: StageDriver, warn=None) -> None:
     """Refuse a train pipeline that cannot express the curriculum.
+
+    A stock pipeline that the driver adapted but that has no RandAugment
+    (ResNet-50's) keeps its own augmentation: only B follows the curriculum,
+    and ``warn`` says so. A pipeline written for the curriculum must
+    express all of it.
 
     Raises:
         RuntimeError: naming what was found and what to add.
@@ -55,7 +60,15 @@ def check_drivable(driver: StageDriver) -> None:
             f'has no FourierCrop or StagedRandomResizedCrop (found: '
             f"{found}). Add dict(type='FourierCrop', size=<final size>) "
             'before PackInputs, or give every stage bandwidth=1.0.')
-    if driver.changes_magnitude and not driver.magnitude_transforms:
+    if driver.changes_magnitude and not driver.magnitude_transforms and \
+            driver.changes and warn is not None:
+        warn('The curriculum changes the RandAugment magnitude m, but the '
+             'adapted train pipeline has no RandAugment, so it keeps its own '
+             'augmentation and only B follows the curriculum. Add '
+             "dict(type='RandAugment', policies='timm_increasing', "
+             'num_policies=2, magnitude_level=9, magnitude_std=0.5) after '
+             'the flip to stage m too.')
+    elif driver.changes_magnitude and not driver.magnitude_transforms:
         raise RuntimeError(
             'The curriculum changes the RandAugment magnitude m, but the '
             f'train pipeline has no StagedRandAug (found: {found}). '

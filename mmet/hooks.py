@@ -113,7 +113,8 @@ class EfficientTrainHook(Hook):
 
         dataset = runner.train_dataloader.dataset
         self._max_epochs = runner.max_epochs
-        self.bind(dataset, runner.model, log=runner.logger.info)
+        self.bind(dataset, runner.model, log=runner.logger.info,
+                  warn=runner.logger.warning)
         self.schedule = StageSchedule(
             self.curriculum, runner.max_epochs, self.full_size,
             len(runner.train_dataloader) if self.switch_by_iter else None)
@@ -123,7 +124,7 @@ class EfficientTrainHook(Hook):
                                                self.schedule)
         self._applied = None
 
-    def bind(self, dataset, model=None, log=None) -> None:
+    def bind(self, dataset, model=None, log=None, warn=None) -> None:
         """Adapt and find the staged transforms of ``dataset``'s pipelines
         and ``model``'s data preprocessor (see :meth:`StageDriver.bind`).
 
@@ -137,7 +138,7 @@ class EfficientTrainHook(Hook):
         # the loop may have given the hook its own epoch shares
         self.driver.curriculum = self.curriculum
         self.driver.bind(dataset, model, log=log)
-        check_drivable(self.driver)
+        check_drivable(self.driver, warn=warn)
 
     def _check_model(self, runner) -> None:
         """The model side: MAE, patch multiples, Swin windows, preflight."""

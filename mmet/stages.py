@@ -290,6 +290,7 @@ class StagedPipeline:
     def __init__(self, pipeline: Callable):
         self.pipeline = pipeline
         self.stage = 'before the first stage'
+        self.adapted: List[str] = []  # what adapt_pipeline changed in it
 
     def __call__(self, results: Any) -> Any:
         # read before the transforms run: they may rebuild the dict
@@ -341,6 +342,7 @@ class StageDriver:
         self.pipelines: List[StagedPipeline] = []
         self.preprocessor = None
         self.found: List[str] = []
+        # what adapt_pipeline changed; non-empty: a stock pipeline
         self.changes: List[str] = []
 
     @property
@@ -368,14 +370,18 @@ class StageDriver:
         pre = data_preprocessor(model)
         pre_staged = [t for t in getattr(pre, 'staged_transforms',
                                          lambda: [])()]
-        if self.adapt and not pre_staged:
-            self._adapt(leaves, log)
+        changes = self._adapt(leaves, log) if self.adapt and \
+            not pre_staged else {}
         for ds in leaves:
             if callable(ds.pipeline) and not isinstance(
                     ds.pipeline, (list, tuple, StagedPipeline)):
                 ds.pipeline = StagedPipeline(ds.pipeline)
+            if isinstance(ds.pipeline, StagedPipeline):
+                ds.pipeline.adapted += changes.get(id(ds), [])
         self.pipelines = [ds.pipeline for ds in leaves
                           if isinstance(ds.pipeline, StagedPipeline)]
+        # adapted now or by an earlier bind (the loop binds before the hook)
+        self.changes = [c for p in self.pipelines for c in p.adapted]
         in_pipeline = [t for ds in leaves
                        for t in pipeline_transforms(ds.pipeline)]
         self.found = [type(t).__name__ for t in in_pipeline + pre_staged]
@@ -384,15 +390,10 @@ class StageDriver:
         self.transforms += [StagedTransform(t, False) for t in pre_staged]
         self.preprocessor = pre if pre_staged else None
 
-    def _adapt(self, leaves, log: Optional[Callable]) -> None:
-        try:
-            from .adapt import (AdaptationError, adapt_pipeline,
-                                describe_pipeline)
-        except ModuleNotFoundError as e:  # not part of this install yet
-            if e.name != 'mmet.adapt':
-                raise
-            return
-        self.changes = []
+    def _adapt(self, leaves, log: Optional[Callable]) -> dict:
+        """Adapt each leaf's pipeline; returns id(leaf) -> its changes."""
+        from .adapt import AdaptationError, adapt_pipeline, describe_pipeline
+        out = {}
         for ds in leaves:
             transforms = getattr(ds.pipeline, 'transforms', None)
             if not isinstance(transforms, list):
@@ -415,7 +416,8 @@ class StageDriver:
                 log(f'EfficientTrain adapted the train pipeline of '
                     f'{type(ds).__name__} ({"; ".join(changes)}).\nBefore:\n'
                     f'{before}\nAfter:\n{describe_pipeline(transforms)}')
-            self.changes += changes
+            out[id(ds)] = changes
+        return out
 
     @classmethod
     def from_config(cls, cfg, curriculum: Optional[Curriculum] = None
