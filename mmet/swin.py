@@ -172,10 +172,14 @@ class SwinWindows:
 class SwinWindowHook(Hook):
     """Fit Swin's window to each stage's B (window = B / ``stride``).
 
-    Add it after ``EfficientTrainHook`` (or an ``EfficientTrainLoop``)::
+    :class:`~mmet.hooks.EfficientTrainHook` does this by itself for every
+    model with Swin windows; this hook is the explicit form, for a
+    ``stride`` of your own. Where it is registered, after
+    ``EfficientTrainHook`` (or an ``EfficientTrainLoop``), the hook leaves
+    the windows to it::
 
         custom_hooks = [dict(type='EfficientTrainHook', ...),
-                        dict(type='SwinWindowHook')]
+                        dict(type='SwinWindowHook', stride=32)]
 
     Args:
         stride (int): Total down-sampling of the last Swin stage (patch 4 x

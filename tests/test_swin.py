@@ -141,6 +141,19 @@ def test_hook_sets_the_window_per_stage_and_keeps_a_stock_checkpoint(
     stock.load_state_dict(backbone, strict=True)
 
 
+def test_efficienttrain_hook_sets_the_window_without_swin_window_hook(
+        tmp_path):
+    hooks = [dict(type='EfficientTrainHook', curriculum=[
+        dict(share=0.5, bandwidth=2 / 3, magnitude=5),
+        dict(share=0.5, bandwidth=1.0, magnitude=9)]),
+        dict(type='WindowRecorder')]
+    runner = build_runner(swin_cfg(tmp_path / 'work', hooks))
+    runner.train()
+    rec = next(h for h in runner.hooks if isinstance(h, WindowRecorder))
+    assert rec.train == {0: {2}, 1: {2}, 2: {3}, 3: {3}}
+    assert rec.val == {e: {3} for e in range(1, 5)}  # full size for eval
+
+
 def test_hook_needs_a_driver_and_a_swin(tmp_path):
     runner = build_runner(swin_cfg(tmp_path / 'a', [
         dict(type='SwinWindowHook')]))

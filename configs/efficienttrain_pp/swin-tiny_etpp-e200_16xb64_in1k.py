@@ -11,6 +11,6 @@ train_cfg = dict(
     budget=budget,
     val_interval=1)
 # EfficientTrainLoop registers the EfficientTrainHook with its stages
-custom_hooks = [dict(type='SwinWindowHook')]  # window = B / 32 per stage
+custom_hooks = []  # its hook also sets Swin's window to B / 32 per stage
 # drop_path scaled by E/200 as in the official recipe
 model = dict(backbone=dict(drop_path_rate=0.2 * budget / 200))
