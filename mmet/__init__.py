@@ -13,6 +13,9 @@ except ModuleNotFoundError as e:  # pure-schedule use, e.g. analysis tools
         raise
 else:
     from . import compat  # noqa: F401  (patches applied on import)
+    from .stages import (PipelineStageError, StageDriver, StageSchedule,
+                         StageState, config_full_size)
+    from .checks import preflight_model
     from .hooks import EfficientTrainHook
     from .transforms import (FourierCrop, StagedRandAug,
                              StagedRandomResizedCrop, fourier_crop,
@@ -25,7 +28,9 @@ else:
     from .batch_randaug import BatchRandAugment
     from .device_pipeline import (DeviceAugmentPreprocessor,
                                   LoadImageBytes, fourier_crop_batch)
-    __all__ += ['EfficientTrainHook', 'FourierCrop', 'StagedRandAug',
+    __all__ += ['StageDriver', 'StageSchedule', 'StageState',
+                'PipelineStageError', 'config_full_size', 'preflight_model',
+                'EfficientTrainHook', 'FourierCrop', 'StagedRandAug',
                 'StagedRandomResizedCrop',
                 'fourier_crop', 'lanczos_resize', 'EfficientTrainLoop',
                 'ReplayBuffer', 'ComputeClockScheduler', 'SwinWindowHook',

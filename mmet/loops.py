@@ -207,17 +207,16 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
         self.plan = plan
         self._max_epochs = plan.max_epochs
         self._max_iters = plan.max_epochs * len(self.dataloader)
-        extra = plan.compute_epochs(self.full_size) / \
-            before.compute_epochs(self.full_size) - 1
+        compute = plan.compute_epochs(self.full_size)
         self.runner.logger.warning(
             f'EfficientTrainLoop: whole epochs leave ET++ stages without '
             f'an epoch ({before.epochs()} epochs per stage over '
             f'{before.max_epochs}), so every stage gets one: '
-            f'{plan.epochs()} over {plan.max_epochs}, {extra:+.1%} compute '
-            f'({plan.compute_epochs(self.full_size):.3g} full-size epochs '
-            f'for a budget of {plan.budget:g}). The batched path '
-            '(DeviceAugmentPreprocessor) switches stages by iteration and '
-            'needs no re-plan.')
+            f'{plan.epochs()} over {plan.max_epochs}, '
+            f'{compute / plan.budget - 1:+.1%} compute ({compute:.3g} '
+            f'full-size epochs for a budget of {plan.budget:g}). The '
+            'batched path (DeviceAugmentPreprocessor) switches stages by '
+            'iteration and needs no re-plan.')
 
     @staticmethod
     def _replay_cfg(replay, num_stages: int) -> Optional[dict]:

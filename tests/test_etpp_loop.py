@@ -92,19 +92,24 @@ def test_max_epochs_is_derived_and_stages_reach_the_workers(tmp_path):
 
 def test_the_real_preset_switches_at_the_derived_epochs(tmp_path):
     # efficienttrain++resnet at 32 px: B = 14, 22, 32 px; E = 4.4 -> 10
+    # whole epochs, which would leave 3 stages without one: re-planned to 12
     runner = build_runner(etpp_cfg(
         tmp_path, curriculum='efficienttrain++', budget=4.4,
         loop=dict(family='resnet'), num_workers=0))
-    plan = Curriculum.build('efficienttrain++resnet').plan(4.4)
-    assert plan.max_epochs == 10
+    preset = Curriculum.build('efficienttrain++resnet')
+    assert preset.plan(4.4).epochs() == [2, 3, 1, 1, 0, 1, 1, 0, 0, 1]
+    plan = preset.plan(4.4, every_stage=True)
+    assert plan.epochs() == [2, 2, 1, 1, 1, 1, 1, 1, 1, 1]
     runner.train()
-    assert runner.max_epochs == 10
-    expected = [plan.curriculum.at(e, 10, 32) for e in range(10)]
+    assert runner.max_epochs == 12
+    expected = [plan.curriculum.at(e, 12, 32) for e in range(12)]
     seen = recorder(runner)
-    assert [seen[e]['shapes'] for e in range(10)] == \
+    assert [seen[e]['shapes'] for e in range(12)] == \
         [{(s.size, s.size)} for s in expected]
-    assert [seen[e]['magnitudes'] for e in range(10)] == \
+    assert [seen[e]['magnitudes'] for e in range(12)] == \
         [{s.magnitude} for s in expected]
+    assert [s.magnitude for s in expected] == \
+        [0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9]  # every stage trains
     assert {s.size for s in expected} == {14, 22, 32}
 
 
