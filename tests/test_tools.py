@@ -51,48 +51,6 @@ def test_train_and_test_on_the_demo_config(tmp_path):
     assert 'accuracy/top1' in res.stdout + res.stderr
 
 
-def test_demo_prints_the_table(tmp_path):
-    out = subprocess.run(
-        [sys.executable, 'tools/demo.py', '--epochs', '2',
-         '--train-subset', '512', '--val-subset', '500', '--batch-size', '64',
-         '--work-dir',
-         str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert 'train wall (s)' in out.stdout
-    report = json.load(open(tmp_path / 'demo.json'))
-    assert [r['run'] for r in report] == [
-        'baseline', 'efficienttrain', 'efficienttrain++']
-    et = report[1]
-    assert [s['size'] for s in et['stages']] == [20, 20, 20, 24, 28]
-    assert et['predicted_speedup'] > 1
-    assert all(0 <= r['top1'] <= 100 for r in report)
-    assert (tmp_path / 'demo.png').stat().st_size > 1000
-
-
-def test_demo_runs_the_batched_augmentation_pair(tmp_path):
-    out = subprocess.run(
-        [sys.executable, 'tools/demo.py', '--epochs', '2',
-         '--train-subset', '256', '--val-subset', '500', '--batch-size', '64',
-         '--runs', 'baseline-batchaug', 'efficienttrain-batchaug',
-         '--work-dir', str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    base, et = json.load(open(tmp_path / 'demo.json'))
-    # the speedup is against the baseline of the same data path
-    assert base['speedup'] == 1.0
-    assert et['speedup'] == pytest.approx(
-        base['train_seconds'] / et['train_seconds'])
-    # the full size comes from the preprocessor's batched Fourier crop
-    assert [s['size'] for s in et['stages']] == [20, 20, 20, 24, 28]
-    folder = subprocess.run(
-        [sys.executable, 'tools/demo.py', '--runs', 'efficienttrain-batchaug',
-         '--data-root', str(tmp_path), '--work-dir', str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert folder.returncode != 0
-    assert 'no folder variant' in folder.stderr
-
-
 @pytest.mark.parametrize('config', [
     DEMO_ET, osp.join(ROOT, 'configs/demo/fmnist_resnet_et_batchaug.py')])
 def test_benchmark_curriculum_reports_each_stage(config, tmp_path):

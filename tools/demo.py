@@ -1,117 +1,121 @@
-"""The mmet demo: the same model as baseline, EfficientTrain and ET++.
+"""The mmet demo: baseline, EfficientTrain, ET++ and the equal-compute
+baseline, side by side, on the CPU.
 
-    python tools/demo.py                      # Fashion-MNIST, CPU, ~10 min
-    python tools/demo.py --data-root DIR      # an ImageNet-style folder
-    python tools/demo.py --runs baseline-batchaug efficienttrain-batchaug
+    python tools/demo.py                       # Fashion-MNIST, ~12 min
+    python tools/demo.py --data-path per-sample
+    python tools/demo.py --data-root DIR       # an ImageNet-style folder
 
-The runs use ``configs/demo/fmnist_resnet_*.py`` (real mmengine Runners,
-data workers, validation each epoch) and differ only in the curriculum. The
-EfficientTrain++ run trains for a compute budget (1.5x less than --epochs
-full-size epochs) and derives its own, more but cheaper, epochs. The
-``*-batchaug`` runs augment in the trainer, batched
-(``configs/demo/fmnist_resnet_*_batchaug.py``).
-It prints wall time, speedup and top-1 for each, and writes a JSON report and
-a PNG of the curriculum and the accuracy curves to ``--work-dir``.
+Each run is a real mmengine Runner (data workers, validation) of
+``configs/demo/fmnist_resnet_*.py``; they differ only in the curriculum:
 
-An ImageNet-style folder holds ``train/<class>/*.jpg`` and
-``val/<class>/*.jpg``; images are trained at ``--img-size``.
+- ``baseline``: full size for ``--epochs`` epochs;
+- ``efficienttrain``: ET's five stages over the same epochs;
+- ``efficienttrain++``: ET++'s ten stages for a compute budget 1.5x below
+  the baseline's (the loop derives its own, more but cheaper, epochs);
+- ``equal-compute``: the baseline trained for ET's compute (its epochs and
+  LR schedule cut to fit), which the curriculum must beat;
+- ``progressive-resizing`` (on request): ET's B schedule with bilinear
+  down-sampling and no RandAugment ramp, as Composer's ProgressiveResizing.
+
+By default the augmentation is batched in the trainer
+(``configs/demo/fmnist_resnet_*_batchaug.py``), the data path on which a
+low-B stage runs at the model's pace on a CPU; ``--data-path per-sample``
+runs the per-sample CPU pipeline in the data workers instead.
+
+It prints wall time, speedup, predicted speedup, top-1 and the val set's
+majority-class rate of each run (a run that ends at the class prior is
+flagged as collapsed), and a verdict line computed from them; it writes a
+JSON report and a PNG of the curricula and accuracy curves to
+``--work-dir``. One seed: ``tools/benchmark_accuracy.py`` repeats the same
+runs over seeds and reports mean ± std.
+
+An ImageNet-style folder holds ``train/<class>/*`` and ``val/<class>/*``;
+it trains at ``--img-size`` on the per-sample path with the same recipe
+(random-resized crop and flip, no RandAugment) and, for a small data set,
+at least 600 optimizer steps in batches of at most a tenth of the data.
 """
 import argparse
-import json
+import math
 import os
 import os.path as osp
 import sys
-import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path.insert(0, osp.join(ROOT, 'tools'))
 
 from mmengine.config import Config  # noqa: E402
-from mmengine.hooks import Hook  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
-import mmet  # noqa: E402,F401
-from mmet.curriculum import Curriculum  # noqa: E402
+from benchmark_accuracy import (DEMO_EPOCHS, DEMO_TRAIN_SUBSET,  # noqa: E402
+                                METHODS, format_table, method_configs,
+                                run_once, summarize, verdicts, warm_up)
 
-CONFIGS = {
-    'baseline': osp.join(ROOT, 'configs/demo/fmnist_resnet_baseline.py'),
-    'efficienttrain': osp.join(ROOT, 'configs/demo/fmnist_resnet_et.py'),
-    'efficienttrain++': osp.join(ROOT, 'configs/demo/fmnist_resnet_etpp.py'),
-    # the same two runs with the augmentation batched in the trainer
-    # (DeviceAugmentPreprocessor), the data path that keeps up at low B
-    'baseline-batchaug': osp.join(
-        ROOT, 'configs/demo/fmnist_resnet_baseline_batchaug.py'),
-    'efficienttrain-batchaug': osp.join(
-        ROOT, 'configs/demo/fmnist_resnet_et_batchaug.py'),
-}
-DEFAULT_RUNS = ['baseline', 'efficienttrain', 'efficienttrain++']
+DEFAULT_RUNS = ['baseline', 'efficienttrain', 'efficienttrain++',
+                'equal-compute']
+PRESETS = {'batched': 'fmnist', 'per-sample': 'fmnist-per-sample'}
+# small data sets: at least this many optimizer steps, in batches of at most
+# a tenth of the data (the 10 epochs of a Fashion-MNIST subset are 1250)
+FOLDER_MIN_STEPS = 600
 
 
-class TrainEpochTimer(Hook):
-    """Wall time of the train epochs alone (loading included, eval not)."""
-
-    priority = 'VERY_HIGH'
-
-    def __init__(self):
-        self.seconds = 0.0
-        self._start = None
-
-    def before_train_epoch(self, runner):
-        self._start = time.perf_counter()
-
-    def after_train_epoch(self, runner):
-        self.seconds += time.perf_counter() - self._start
-
-
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Baseline vs EfficientTrain, side by side')
     parser.add_argument(
         '--data-root', default=osp.join(ROOT, 'data/fashion-mnist'),
         help='Fashion-MNIST folder (the default, from tools/setup_env.sh) '
         'or an ImageNet-style folder with train/ and val/')
-    parser.add_argument('--epochs', type=int, default=10)
+    parser.add_argument('--epochs', type=int, default=None,
+                        help=f'baseline epochs (Fashion-MNIST: '
+                        f'{DEMO_EPOCHS}; a folder: enough for '
+                        f'{FOLDER_MIN_STEPS} steps)')
     parser.add_argument(
-        '--train-subset', type=int, default=8000,
-        help='train on the first N images (0: all); keeps the CPU demo short')
-    parser.add_argument('--val-interval', type=int, default=2,
+        '--train-subset', type=int, default=DEMO_TRAIN_SUBSET,
+        help='train on the first N Fashion-MNIST images (0: all)')
+    parser.add_argument('--val-interval', type=int, default=5,
                         help='validate every N epochs (and at the end)')
-    parser.add_argument(
-        '--val-subset', type=int, default=0,
-        help='validate on the first N images (0: all)')
+    parser.add_argument('--val-subset', type=int, default=0,
+                        help='validate on the first N images (0: all)')
     parser.add_argument('--img-size', type=int, default=64,
                         help='input size for an ImageNet-style folder')
     parser.add_argument('--batch-size', type=int, default=128)
     parser.add_argument('--workers', type=int, default=None,
                         help="data workers (default: the config's)")
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--data-path', choices=list(PRESETS), default='batched',
+        help='augment whole batches in the trainer (default) or each '
+        'sample in the data workers')
     parser.add_argument(
         '--work-dir', default=osp.join(ROOT, 'work_dirs/demo'))
-    parser.add_argument(
-        '--runs', nargs='+', choices=list(CONFIGS), default=DEFAULT_RUNS)
-    return parser.parse_args()
+    parser.add_argument('--runs', nargs='+', choices=METHODS,
+                        default=DEFAULT_RUNS)
+    return parser.parse_args(argv)
 
 
 def is_fashion_mnist(root: str) -> bool:
     return osp.exists(osp.join(root, 'train-images-idx3-ubyte'))
 
 
-def folder_dataset_cfg(cfg: Config, root: str, size: int) -> None:
-    """Point the demo config at an ImageNet-style folder."""
+def folder_config(cfg: Config, root: str, size: int) -> int:
+    """Point a per-sample demo config at an ImageNet-style folder; returns
+    the number of training images."""
     classes = sorted(d for d in os.listdir(osp.join(root, 'train'))
                      if osp.isdir(osp.join(root, 'train', d)))
+    n_train = sum(len(files) for _, _, files in
+                  os.walk(osp.join(root, 'train')))
     cfg.model.backbone.in_channels = 3
     cfg.model.head.num_classes = len(classes)
-    cfg.model.data_preprocessor = dict(
+    cfg.data_preprocessor = dict(
         num_classes=len(classes), mean=[123.675, 116.28, 103.53],
         std=[58.395, 57.12, 57.375], to_rgb=True)
-    train = cfg.train_dataloader.dataset.pipeline
-    train[0] = dict(type='RandomResizedCrop', scale=size)
-    train.insert(0, dict(type='LoadImageFromFile'))
-    for t in train:
+    train = [dict(type='LoadImageFromFile'),
+             dict(type='RandomResizedCrop', scale=size, backend='pillow',
+                  interpolation='bicubic')]
+    for t in cfg.train_dataloader.dataset.pipeline:
         if t['type'] == 'FourierCrop':
             t['size'] = size
-        if t['type'] == 'StagedRandAug':
-            t['hparams'] = dict(pad_val=128)
+        if t['type'] != 'RandomCrop':
+            train.append(t)
     test = [dict(type='LoadImageFromFile'),
             dict(type='ResizeEdge', scale=size * 8 // 7, edge='short'),
             dict(type='CenterCrop', crop_size=size), dict(type='PackInputs')]
@@ -122,112 +126,78 @@ def folder_dataset_cfg(cfg: Config, root: str, size: int) -> None:
                               data_prefix=split, classes=classes,
                               pipeline=pipeline)
     cfg.test_dataloader = cfg.val_dataloader
+    return n_train
 
 
-def build_cfg(name: str, args) -> Config:
-    cfg = Config.fromfile(CONFIGS[name])
-    cfg.work_dir = osp.join(args.work_dir, name)
-    if cfg.train_cfg.get('type') == 'EfficientTrainLoop':
-        # ET++ trains for a compute budget and derives its epochs: its
-        # speedup is against a baseline of --epochs full-size epochs
-        cfg.train_cfg.baseline_epochs = args.epochs
-    else:
-        cfg.train_cfg.max_epochs = args.epochs
-        cfg.param_scheduler[-1].T_max = args.epochs - 1
-    cfg.train_cfg.val_interval = args.val_interval
-    cfg.train_dataloader.batch_size = args.batch_size
+def build_configs(args) -> dict:
+    """The config of each run, at the demo's regime."""
+    fashion = is_fashion_mnist(args.data_root)
+    if not fashion:
+        if not osp.isdir(osp.join(args.data_root, 'train')):
+            raise SystemExit(
+                f'{args.data_root} is neither Fashion-MNIST (run '
+                'tools/setup_env.sh to fetch it) nor an ImageNet-style '
+                'folder with train/<class>/ and val/<class>/.')
+        if args.data_path == 'batched':
+            args.data_path = 'per-sample'  # decoded photos of any size
+        if 'progressive-resizing' in args.runs:
+            raise SystemExit('progressive-resizing runs on the batched '
+                             'Fashion-MNIST path only.')
+    epochs = args.epochs or DEMO_EPOCHS
+    options = dict(train_dataloader=dict(batch_size=args.batch_size))
     if args.workers is not None:
-        cfg.train_dataloader.num_workers = args.workers
-        cfg.train_dataloader.persistent_workers = args.workers > 0
-    cfg.default_hooks.checkpoint = dict(
-        type='CheckpointHook', interval=args.epochs)
-    if is_fashion_mnist(args.data_root):
-        for loader in (cfg.train_dataloader, cfg.val_dataloader):
-            loader.dataset.data_root = args.data_root
-    elif name.endswith('-batchaug'):
-        raise SystemExit(
-            f'The {name} run augments 28 px Fashion-MNIST batches; it has no '
-            'folder variant. Leave it out of --runs for --data-root DIR.')
-    elif osp.isdir(osp.join(args.data_root, 'train')):
-        folder_dataset_cfg(cfg, args.data_root, args.img_size)
+        options['train_dataloader'].update(
+            num_workers=args.workers, persistent_workers=args.workers > 0)
+    if fashion:
+        for loader in ('train_dataloader', 'val_dataloader'):
+            options.setdefault(loader, {})['dataset'] = dict(
+                data_root=args.data_root)
+        cfgs = method_configs(PRESETS[args.data_path], args.runs, epochs,
+                              1.5, options, args.train_subset,
+                              args.val_subset)
     else:
-        raise SystemExit(
-            f'{args.data_root} is neither Fashion-MNIST (run '
-            'tools/setup_env.sh to fetch it) nor an ImageNet-style folder '
-            'with train/<class>/ and val/<class>/.')
-    if args.train_subset:
-        cfg.train_dataloader.dataset.indices = args.train_subset
-    if args.val_subset:
-        cfg.val_dataloader.dataset.indices = args.val_subset
-    return cfg
-
-
-def val_curve(log_dir: str):
-    """[(epoch, top-1)] from the run's scalar log."""
-    path = osp.join(log_dir, 'vis_data', 'scalars.json')
-    curve = {}
-    with open(path) as f:
-        for line in f:
-            row = json.loads(line)
-            if 'accuracy/top1' in row:
-                curve[row['step']] = row['accuracy/top1']
-    return sorted(curve.items())
-
-
-def run(name: str, args) -> dict:
-    cfg = build_cfg(name, args)
-    runner = Runner.from_cfg(cfg)
-    timer = TrainEpochTimer()
-    runner.register_hook(timer)
-    start = time.perf_counter()
-    runner.train()
-    total = time.perf_counter() - start
-    curve = val_curve(runner.log_dir)
-    result = dict(
-        run=name, epochs=runner.max_epochs, train_seconds=timer.seconds,
-        total_seconds=total, top1=curve[-1][1], top1_curve=curve)
-    hooks = [h for h in cfg.get('custom_hooks', [])
-             if h['type'] == 'EfficientTrainHook']
-    loop = runner.train_loop
-    if hasattr(loop, 'plan'):  # EfficientTrainLoop: a compute budget
-        result['budget'] = loop.budget
-        result['predicted_speedup'] = loop.predicted_speedup()
-        result['stages'] = loop.plan.table(loop.full_size)
-    elif hooks:
-        # the pipeline's FourierCrop, or the batched one of the preprocessor
-        full = next((t['size'] for t in cfg.train_dataloader.dataset.pipeline
-                     if t['type'] == 'FourierCrop'),
-                    cfg.get('data_preprocessor', {}).get('crop_size'))
-        cur = Curriculum.build(hooks[0]['curriculum'])
-        result['predicted_speedup'] = cur.speedup(args.epochs, full)
-        result['stages'] = cur.table(args.epochs, full)
-    else:
-        result['predicted_speedup'] = 1.0
-    return result
+        # a small folder: enough optimizer steps, in small batches
+        n_train = folder_config(Config.fromfile(osp.join(
+            ROOT, 'configs/demo/fmnist_resnet_cropflip_baseline.py')),
+            args.data_root, args.img_size)
+        batch = max(8, min(args.batch_size, n_train // 10))
+        if args.epochs is None:
+            epochs = max(DEMO_EPOCHS, math.ceil(FOLDER_MIN_STEPS * batch /
+                                                n_train))
+        options['train_dataloader']['batch_size'] = batch
+        cfgs = method_configs(PRESETS[args.data_path], args.runs, epochs,
+                              1.5, options)
+        for cfg in cfgs.values():
+            folder_config(cfg, args.data_root, args.img_size)
+            # the demo's SGD 0.1 is for batches of 128
+            cfg.optim_wrapper.optimizer.lr *= batch / 128
+    for cfg in cfgs.values():
+        cfg.train_cfg.val_interval = args.val_interval
+    return cfgs
 
 
 def print_table(results) -> None:
-    def baseline_of(run):  # the baseline with the same data path
-        suffix = '-batchaug' if run.endswith('-batchaug') else ''
-        return next((r for r in results if r['run'] == 'baseline' + suffix),
-                    None)
-
+    summary = summarize(results)
     head = ('run', 'epochs', 'train wall (s)', 'speedup', 'predicted',
-            'top-1 (%)')
-    rows = [head]
+            'top-1 (%)', 'majority class (%)', '')
+    rows = []
     for r in results:
-        base = baseline_of(r['run'])
-        speed = base['train_seconds'] / r['train_seconds'] if base else None
-        r['speedup'] = speed
-        rows.append((r['run'], str(r['epochs']), f"{r['train_seconds']:.1f}",
-                     f'{speed:.2f}x' if speed else '-',
-                     f"{r['predicted_speedup']:.2f}x", f"{r['top1']:.2f}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+        s = summary[r['method']]
+        r['speedup'] = s['speedup']
+        speed = f"{s['speedup']:.2f}x" + ('?' if s['speedup_noise'] else '')
+        rows.append((r['method'], str(r['epochs']),
+                     f"{r['train_seconds']:.1f}", speed,
+                     f"{r['predicted_speedup']:.2f}x", f"{r['top1']:.2f}",
+                     f"{r['majority_rate']:.1f}",
+                     'COLLAPSED' if r['collapsed'] else ''))
     print()
-    for i, row in enumerate(rows):
-        print('  '.join(c.rjust(w) for c, w in zip(row, widths)))
-        if i == 0:
-            print('  '.join('-' * w for w in widths))
+    print(format_table(head, rows))
+    print()
+    for line in verdicts(summary):
+        print(line)
+    if any(s['speedup_noise'] for s in summary.values()):
+        print('?: faster than the FLOPs allow; the machine was busy during '
+              'the baseline. Measure on a quiet machine.')
 
 
 def plot(results, path: str) -> None:
@@ -240,7 +210,7 @@ def plot(results, path: str) -> None:
     for r in results:
         epochs, accs = zip(*r['top1_curve'])
         ax_acc.plot(epochs, accs, marker='o', label=(
-            f"{r['run']} ({r['train_seconds']:.0f} s)"))
+            f"{r['method']} ({r['train_seconds']:.0f} s)"))
         if 'stages' in r:
             xs, bs, ms = [], [], []
             for s in r['stages']:
@@ -252,7 +222,7 @@ def plot(results, path: str) -> None:
                 bs += [size, size]
                 ms += [s['magnitude'], s['magnitude']]
             style = next(styles)
-            ax_b.plot(xs, bs, style, color='tab:blue', label=r['run'])
+            ax_b.plot(xs, bs, style, color='tab:blue', label=r['method'])
             if ax_m is None:
                 ax_m = ax_b.twinx()
                 ax_m.set_ylabel('RandAugment m', color='tab:orange')
@@ -266,16 +236,25 @@ def plot(results, path: str) -> None:
     ax_acc.set_xlabel('epoch')
     ax_acc.set_ylabel('val top-1 (%)')
     ax_acc.set_title('accuracy')
-    ax_acc.legend()
+    ax_acc.legend(fontsize='small')
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    import json
+
+    import torch
+
+    args = parse_args(argv)
+    # as tools/benchmark_accuracy.py: the same floating-point mode for all
+    torch.set_flush_denormal(True)
     os.makedirs(args.work_dir, exist_ok=True)
-    results = [run(name, args) for name in args.runs]
+    cfgs = build_configs(args)
+    warm_up(next(iter(cfgs.values())), args.work_dir)
+    results = [run_once(name, cfg, args.seed, args.work_dir)
+               for name, cfg in cfgs.items()]
     print_table(results)
     report = osp.join(args.work_dir, 'demo.json')
     with open(report, 'w') as f:

@@ -8,20 +8,5 @@
 # stage runs at the model's pace (tools/benchmark_curriculum.py).
 _base_ = ['./fmnist_resnet_baseline.py']
 
-data_preprocessor = dict(
-    _delete_=True,
-    type='DeviceAugmentPreprocessor',
-    crop_size=_base_.full_size,
-    crop_padding=2,
-    flip_prob=0.5,
-    randaug={k: v
-             for k, v in _base_.train_pipeline[2].items() if k != 'type'},
-    num_classes=10,
-    mean=[72.94],
-    std=[90.0])
-
-# packing costs ~75 us a sample: one worker stays 5x ahead of the model
-train_dataloader = dict(
-    num_workers=1,
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(pipeline=[dict(type='PackInputs')]))
+data_preprocessor = _base_.batchaug_preprocessor
+train_dataloader = _base_.batchaug_train_loader
