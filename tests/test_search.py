@@ -251,6 +251,30 @@ def test_tool_refuses_bad_settings(tmp_path):
     assert out.returncode == 0 and '[8, 12, 16, 20, 24, 28]' in out.stdout
 
 
+def test_tool_accepts_what_the_hook_trains(tmp_path):
+    """The cheap path (StagedRandomResizedCrop, no FourierCrop), the device
+    and batched paths (DeviceAugmentPreprocessor) and a stock pipeline the
+    hook adapts: the full size is the stage driver's."""
+    fast = tmp_path / 'fast.py'
+    fast.write_text(
+        f"_base_ = ['{ROOT}/configs/efficienttrain/resnet50_et_8xb256_in1k"
+        ".py']\ntrain_dataloader = dict(dataset=dict("
+        'pipeline=_base_.et_fast_train_pipeline))\n')
+    stock = tmp_path / 'stock.py'
+    stock.write_text(
+        "_base_ = ['mmpretrain::convnext/convnext-tiny_32xb128_in1k.py']\n"
+        "custom_imports = dict(imports=['mmet'])\n")
+    for config, full in (
+            (fast, 224), (stock, 224),
+            (osp.join(ROOT, 'configs/device/'
+                      'resnet50_et-device_8xb256_in1k.py'), 224),
+            (osp.join(ROOT, 'configs/demo/fmnist_resnet_et_batchaug.py'), 28)):
+        out = run_tool(config, '--dry-run')
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert f'full size {full}; ' in out.stdout and 'final m 9' in \
+            out.stdout
+
+
 @pytest.mark.usefixtures('fmnist')
 def test_tiny_search_end_to_end_and_resume(tmp_path):
     work = tmp_path / 'search'
