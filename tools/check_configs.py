@@ -22,8 +22,9 @@ Each config ends as ``trained`` (every B), ``refused`` (with the reason,
 which names the fix), ``skipped`` (too large for this CPU: more than
 ``--max-params`` million parameters or over ``--timeout`` CPU seconds; never
 counted as passed), ``iteration-based`` (the curriculum needs epochs),
-``not a train config`` (no train pipeline, or a config mmengine cannot load)
-or ``failed`` (an error mmet did not turn into a reason: a defect). It
+``not a train config`` (no train pipeline, or a stock config that mmengine
+cannot load or mmpretrain cannot build without mmet) or ``failed`` (a train
+step failed after mmet's checks passed: a defect). It
 prints a table and writes JSON after every config.
 """
 import argparse
@@ -199,16 +200,25 @@ def check(row: dict, args) -> dict:
         return dict(row, result='refused', reason=str(e))
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     torch.manual_seed(0)
-    model = MODELS.build(model_cfg)
-    row['params_m'] = round(sum(p.numel() for p in model.parameters()) / 1e6,
-                            1)
-    if row['params_m'] > args.max_params:
-        return dict(row, result='skipped',
-                    reason=f'too large for this CPU ({row["params_m"]}M '
-                    f'parameters > --max-params {args.max_params:g})')
-    pipeline = Compose([TRANSFORMS.build(t) for t in pipeline_cfg
-                        if t['type'] != 'LoadImageFromFile'])
+    # the stock config's own parts: if they do not build, the config is
+    # broken without mmet
+    try:
+        model = MODELS.build(model_cfg)
+        row['params_m'] = round(
+            sum(p.numel() for p in model.parameters()) / 1e6, 1)
+        if row['params_m'] > args.max_params:
+            return dict(row, result='skipped',
+                        reason=f'too large for this CPU ({row["params_m"]}M '
+                        f'parameters > --max-params {args.max_params:g})')
+        pipeline = Compose([TRANSFORMS.build(t) for t in pipeline_cfg
+                            if t['type'] != 'LoadImageFromFile'])
+        optim_wrapper = build_optim_wrapper(model, cpu_optim_wrapper(cfg))
+    except Exception as e:
+        return dict(row, result='not a train config',
+                    reason=f'mmpretrain cannot build it: {type(e).__name__}: '
+                    + ' '.join(str(e).split()))
     dataset = RandomImages(pipeline)
+    # what the hook does before the first epoch: adapt, check, preflight
     try:
         curriculum, max_epochs = curriculum_of(cfg, backbone,
                                                train_cfg['max_epochs'])
@@ -217,27 +227,31 @@ def check(row: dict, args) -> dict:
         check_drivable(driver, warn=lambda text: None)
         schedule = StageSchedule(curriculum, max_epochs, driver.full_size)
         states = list({s.size: s for s in schedule.states()}.values())
+        swin = None
         if driver.lowers_bandwidth:
             check_mae_model(model)
             check_patch_multiples(model, schedule.states())
+            swin = SwinWindows.find(model)
         preflight_pipeline(dataset, driver, schedule)
-        swin = SwinWindows.find(model) if driver.lowers_bandwidth else None
-        optim_wrapper = build_optim_wrapper(model, cpu_optim_wrapper(cfg))
-        model.train()
-        for state in states:
-            driver.apply(state)
+        if states[0].bandwidth < 1:
             if swin is not None:
-                swin.set_size(state.size)
-            if state is states[0] and state.bandwidth < 1:
-                preflight_model(model, [state.size])
-            batch = default_collate([dataset[i] for i in range(2)])
-            losses = model.train_step(batch, optim_wrapper)
-            if not all(torch.isfinite(torch.as_tensor(v)).all()
-                       for v in losses.values()):
-                raise RuntimeError(f'the losses are {dict(losses)} at {state}')
-            row['sizes'].append(state.size)
+                swin.set_size(states[0].size)
+            preflight_model(model, [states[0].size])
     except REFUSALS as e:
         return dict(row, result='refused', reason=' '.join(str(e).split()))
+    # one train step per B: what fails here, mmet let through
+    model.train()
+    for state in states:
+        driver.apply(state)
+        if swin is not None:
+            swin.set_size(state.size)
+        batch = default_collate([dataset[i] for i in range(2)])
+        losses = model.train_step(batch, optim_wrapper)
+        if not all(torch.isfinite(torch.as_tensor(v)).all()
+                   for v in losses.values()):
+            raise FloatingPointError(
+                f'the losses are {dict(losses)} at {state}')
+        row['sizes'].append(state.size)
     return dict(row, result='trained')
 
 
