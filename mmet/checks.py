@@ -31,7 +31,7 @@ def _spatial_shapes(inputs) -> List[Tuple[int, int]]:
     return [tuple(inputs.shape[-2:])] * inputs.shape[0]
 
 
-# the pipeline -----------------------------------------------------------------
+# the pipeline ----------------------------------------------------------------
 def check_drivable(driver: StageDriver, warn=None) -> None:
     """Refuse a train pipeline that cannot express the curriculum.
 
@@ -169,7 +169,7 @@ def eval_fourier_crops(dataset) -> List[FourierCrop]:
             if isinstance(t, FourierCrop)]
 
 
-# the model --------------------------------------------------------------------
+# the model -------------------------------------------------------------------
 def _backbone(model: torch.nn.Module) -> torch.nn.Module:
     model = unwrap_model(model)
     return getattr(model, 'backbone', None) or model

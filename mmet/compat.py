@@ -32,7 +32,8 @@ without it: ``tests/test_compat.py`` (checkpoints) and
 
 Below the patches, every other reach into private mmengine or torch state
 that mmet needs sits behind one named function here (``restart_workers``,
-``accumulative_counts``, ``set_accumulative_counts``), so an upgrade of the
+``built_eval_dataloader``, ``accumulative_counts``,
+``set_accumulative_counts``), so an upgrade of the
 stack has one place to check.
 """
 import functools
@@ -154,6 +155,17 @@ def restart_workers(loader) -> None:
     """
     if getattr(loader, 'persistent_workers', False):
         loader._iterator = None
+
+
+def built_eval_dataloader(runner, mode: str):
+    """The ``'val'`` or ``'test'`` loader if the Runner has built its loop.
+
+    ``runner.val_loop`` builds the loop (and its loader) when it is still a
+    config, so the built one is read from the private ``_val_loop`` /
+    ``_test_loop``; None when it is not built (yet).
+    """
+    loop = getattr(runner, f'_{mode}_loop', None)
+    return getattr(loop, 'dataloader', None)
 
 
 def accumulative_counts(optim_wrapper) -> int:

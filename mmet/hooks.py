@@ -119,7 +119,7 @@ class EfficientTrainHook(Hook):
             self.curriculum, runner.max_epochs, self.full_size,
             len(runner.train_dataloader) if self.switch_by_iter else None)
         self._check_model(runner)
-        self._warn_eval_pipelines(runner, ('_val_loop', ))
+        self._warn_eval_pipelines(runner, 'val')
         self._expected_hw = preflight_pipeline(dataset, self.driver,
                                                self.schedule)
         self._applied = None
@@ -162,22 +162,20 @@ class EfficientTrainHook(Hook):
             if self._swin is not None:
                 self._swin.reset()
 
-    def _warn_eval_pipelines(self, runner, names: Sequence[str]) -> None:
-        """Warn (once per loop) about a FourierCrop in an eval pipeline."""
-        for name in names:
-            loop = getattr(runner, name, None)
-            loader = getattr(loop, 'dataloader', None)
-            if loader is None or name in self._warned_eval:
-                continue
-            crops = eval_fourier_crops(loader.dataset)
-            if crops:
-                self._warned_eval.add(name)
-                runner.logger.warning(
-                    f'The {name[1:-5]} pipeline contains {crops[0]!r}. '
-                    'Evaluation normally runs at full size; EfficientTrainHook '
-                    'only drives the train pipeline, so this crop stays at '
-                    'its configured size. Remove it from the '
-                    f'{name[1:-5]}_dataloader pipeline unless you mean it.')
+    def _warn_eval_pipelines(self, runner, mode: str) -> None:
+        """Warn (once per mode) about a FourierCrop in an eval pipeline."""
+        loader = compat.built_eval_dataloader(runner, mode)
+        if loader is None or mode in self._warned_eval:
+            return
+        crops = eval_fourier_crops(loader.dataset)
+        if crops:
+            self._warned_eval.add(mode)
+            runner.logger.warning(
+                f'The {mode} pipeline contains {crops[0]!r}. Evaluation '
+                'normally runs at full size; EfficientTrainHook only drives '
+                'the train pipeline, so this crop stays at its configured '
+                f'size. Remove it from the {mode}_dataloader pipeline unless '
+                'you mean it.')
 
     @property
     def full_size(self) -> Optional[Size]:
@@ -213,7 +211,7 @@ class EfficientTrainHook(Hook):
         self.driver.apply(state)
         return state
 
-    # the clock ------------------------------------------------------------------
+    # the clock ---------------------------------------------------------------
     def _enter(self, runner, index: int) -> None:
         """Make stage ``index`` the current one (no-op if it is)."""
         state = self.schedule.state(index)
@@ -270,7 +268,7 @@ class EfficientTrainHook(Hook):
                               self._expected_hw.get(state.index),
                               self.driver.preprocessor)
 
-    # the model at full size outside training -------------------------------------
+    # the model at full size outside training ---------------------------------
     def _full_windows(self) -> None:
         if self._swin is not None:
             self._swin.reset()
@@ -280,11 +278,11 @@ class EfficientTrainHook(Hook):
 
     def before_val(self, runner) -> None:
         self._full_windows()
-        self._warn_eval_pipelines(runner, ('_val_loop', ))
+        self._warn_eval_pipelines(runner, 'val')
 
     def before_test(self, runner) -> None:
         self._full_windows()
-        self._warn_eval_pipelines(runner, ('_test_loop', ))
+        self._warn_eval_pipelines(runner, 'test')
 
     def after_train(self, runner) -> None:
         self._full_windows()

@@ -253,7 +253,7 @@ def _is_staged(t) -> bool:
         isinstance(t, MAGNITUDE_TYPES)
 
 
-# the pipeline wrapper that names the stage on failure -------------------------
+# the pipeline wrapper that names the stage on failure ------------------------
 class PipelineStageError(RuntimeError):
     """A train sample failed; the message names the sample and the stage.
 
@@ -316,7 +316,7 @@ class StagedPipeline:
         return repr(self.pipeline)
 
 
-# the driver -------------------------------------------------------------------
+# the driver ------------------------------------------------------------------
 class StageDriver:
     """Find every staged transform of a train set and model; set a stage.
 
@@ -460,7 +460,7 @@ class StageDriver:
         driver.bind(SimpleNamespace(datasets=leaves), model)
         return driver
 
-    # what it found ------------------------------------------------------------
+    # what it found -----------------------------------------------------------
     @property
     def bandwidth_transforms(self) -> List[StagedTransform]:
         return [t for t in self.transforms if t.is_bandwidth]
