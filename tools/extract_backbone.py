@@ -1,7 +1,9 @@
 """Write the backbone of an mmet/mmpretrain classification checkpoint.
 
-    python tools/extract_backbone.py CKPT OUT [--ema]
+    python tools/extract_backbone.py CKPT OUT [--ema] [--force]
         [--arch {auto,resnet50,swin-tiny,convnext-tiny}]
+
+OUT must not be CKPT, and an existing OUT is only replaced with --force.
 
 The output holds ``state_dict`` with the ``backbone.*`` tensors only (the
 prefix is kept) and ``meta``, so mmdet loads it with
@@ -57,11 +59,39 @@ class CheckpointError(ValueError):
 
 def load_checkpoint(path):
     """Load with mmengine's loader (``import mmet`` scopes the unpickling)."""
+    import pickle
+
     import mmet  # noqa: F401  (weights_only fix for mmengine's loader)
     from mmengine.runner.checkpoint import CheckpointLoader
-    if '://' not in path and not osp.isfile(path):
-        raise CheckpointError(f'{path} does not exist.')
-    return CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    if '://' not in path:
+        if osp.isdir(path):
+            raise CheckpointError(
+                f'{path} is a directory; pass a checkpoint file in it, e.g. '
+                f'{osp.join(path, "epoch_N.pth")}.')
+        if not osp.isfile(path):
+            raise CheckpointError(f'{path} does not exist.')
+    try:
+        return CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    except (EOFError, pickle.UnpicklingError, RuntimeError,
+            UnicodeDecodeError) as e:
+        raise CheckpointError(
+            f'{path} is not a readable checkpoint (empty, truncated or not a '
+            f'torch file): {type(e).__name__}: {e}. Pass a complete .pth '
+            'written by training.') from e
+
+
+def check_output(src, out, force=False):
+    """Refuse to overwrite the input, or any existing file without force."""
+    if '://' not in src and osp.exists(out) and osp.exists(src) and \
+            osp.samefile(src, out):
+        raise CheckpointError(
+            f'the output {out} is the input checkpoint: writing the backbone '
+            'there would destroy its head, optimizer and resume state. Give '
+            'another output path.')
+    if osp.exists(out) and not force:
+        raise CheckpointError(
+            f'{out} exists; pass --force to overwrite it, or give another '
+            'output path.')
 
 
 def _is_tensor_dict(d):
@@ -257,12 +287,17 @@ def _sha256(path):
     return h.hexdigest()
 
 
-def extract(src, out, arch='auto', ema=False, quiet=False):
-    """Write ``src``'s backbone to ``out``; return the output checkpoint."""
+def extract(src, out, arch='auto', ema=False, quiet=False, force=False):
+    """Write ``src``'s backbone to ``out``; return the output checkpoint.
+
+    ``out`` must not be ``src``, and an existing ``out`` is only replaced
+    with ``force``.
+    """
     import torch
     if arch != 'auto' and arch not in ARCHS:
         raise CheckpointError(f'unknown --arch {arch!r}; choose from '
                               f'auto, {", ".join(ARCHS)}.')
+    check_output(src, out, force)
     ckpt = load_checkpoint(src)
     sd, which = select_weights(ckpt, ema, src)
     bb = backbone_of(sd, src)
@@ -324,9 +359,12 @@ def main(argv=None):
     parser.add_argument('--arch', default='auto',
                         choices=['auto', *ARCHS],
                         help='the backbone it must be (default: detect)')
+    parser.add_argument('--force', action='store_true',
+                        help='overwrite OUT if it exists (never the input)')
     args = parser.parse_args(argv)
     try:
-        extract(args.checkpoint, args.out, args.arch, args.ema)
+        extract(args.checkpoint, args.out, args.arch, args.ema,
+                force=args.force)
     except CheckpointError as e:
         sys.exit(f'extract_backbone: error: {e}')
 
