@@ -2,7 +2,7 @@
 
 EfficientTrain++ designs its schedules with a "computational-constrained
 sequential searching" algorithm that is not in the released code. This is our
-reading of it (see DESIGN.md §1):
+reading of it (see docs/method.md §2, "EfficientTrain++"):
 
 * Training is split into stages (five equal shares, as in EfficientTrain);
   the last stage always trains at full size.

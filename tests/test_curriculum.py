@@ -12,7 +12,7 @@ def test_et_preset_matches_paper_at_300_epochs():
     assert sizes == [160, 160, 192, 192, 224, 224]
     mags = [et.at(e, 300, 224).magnitude for e in (0, 60, 120, 180, 240)]
     assert mags == [1, 3, 5, 7, 9]
-    # DESIGN.md: 300 / (180 (160/224)^2 + 60 (192/224)^2 + 60) = 1.53x
+    # docs/method.md §2: 300 / (180 (160/224)^2 + 60 (192/224)^2 + 60) = 1.53x
     expected = 300 / (180 * (160 / 224)**2 + 60 * (192 / 224)**2 + 60)
     assert et.speedup() == pytest.approx(expected)
     assert et.speedup(300, 224) == pytest.approx(expected)

@@ -6,7 +6,7 @@ from mmet.transforms import FourierCrop, StagedRandAug, fourier_crop
 
 
 def reference_crop(x: np.ndarray, h: int, w: int) -> np.ndarray:
-    """DESIGN.md §1 in float64: centred DFT, keep central block, scale."""
+    """docs/method.md §1 in float64: centred DFT, central block, scale."""
     H, W = x.shape[:2]
     axes = (0, 1)
     F = np.fft.fftshift(np.fft.fft2(x.astype(np.float64), axes=axes), axes)

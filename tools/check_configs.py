@@ -9,7 +9,8 @@ For each epoch-based ``*in1k*.py`` config under mmpretrain's ``.mim/configs``
 ``'swin*tiny'``) it does what ``tools/train.py CONFIG --curriculum ...``
 does before the first epoch, without the data set, on the CPU:
 
-1. load the config and add the curriculum (:func:`mmet.cli.apply_curriculum_args`);
+1. load the config and add the curriculum
+   (:func:`mmet.cli.apply_curriculum_args`);
 2. build the model and the train pipeline, feed the pipeline random images,
    and let the stage driver adapt it (:mod:`mmet.adapt`) and check it
    (:mod:`mmet.checks`: drivable, one sample per stage, patch multiples,
