@@ -3,6 +3,8 @@
     python tools/analyze_curriculum.py configs/demo/fmnist_resnet_et.py
     python tools/analyze_curriculum.py CONFIG --json          # for machines
     python tools/analyze_curriculum.py CONFIG --plot et.png   # B and m/epoch
+    python tools/analyze_curriculum.py mmpretrain::resnet/resnet50_8xb32_in1k.py \
+        --curriculum efficienttrain++ --speedup 1.5        # tools/train.py's flags
 
 The predicted speedup counts FLOPs as proportional to pixels, against the same
 number of epochs at full size; measured wall time is the job of
@@ -18,8 +20,10 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 
+from mmet.cli import (add_curriculum_args,  # noqa: E402
+                      apply_curriculum_args, load_config)
 from mmet.curriculum import (BASELINE_EPOCHS, ETPP_REPLAY,  # noqa: E402
                              Curriculum, budget_for_speedup)
 from mmet.loops import switches_by_iter  # noqa: E402
@@ -36,6 +40,7 @@ def parse_args():
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings, key=value (as in tools/train.py)')
+    add_curriculum_args(parser)  # the plan tools/train.py --curriculum runs
     return parser.parse_args()
 
 
@@ -192,9 +197,10 @@ def plot(rep: dict, path: str) -> None:
 
 def main():
     args = parse_args()
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    apply_curriculum_args(cfg, args)
     if cfg.get('train_cfg', {}).get('type') in LOOP_TYPES:
         rep = report_budget(*find_budget_plan(cfg))
     else:
