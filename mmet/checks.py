@@ -227,7 +227,7 @@ def _channels(model: torch.nn.Module) -> int:
 
 def _float_outputs(out) -> List[torch.Tensor]:
     if isinstance(out, torch.Tensor):
-        return [out] if out.is_floating_point() and out.requires_grad else []
+        return [out] if out.is_floating_point() else []
     if isinstance(out, dict):
         out = list(out.values())
     if isinstance(out, (list, tuple)):
@@ -271,11 +271,10 @@ def preflight_model(model: torch.nn.Module, sizes: Sequence[Size],
                 h, w = _hw(size)
                 x = torch.randn(batch_size, channels, h, w, device=device)
                 try:
-                    outs = _float_outputs(backbone(x))
-                    if not outs:
-                        raise RuntimeError('the backbone gave no output '
-                                           'that depends on its input')
-                    sum(o.float().sum() for o in outs).backward()
+                    outs = [o for o in _float_outputs(backbone(x))
+                            if o.requires_grad]  # none: a frozen backbone
+                    if outs:
+                        sum(o.float().sum() for o in outs).backward()
                 except Exception as e:
                     raise RuntimeError(
                         f'{name or model_name(model)} does not train at '

@@ -218,7 +218,9 @@ class EfficientTrainHook(Hook):
         if state == self._applied:
             return
         self.driver.apply(state)
-        if self.driver.in_pipeline:
+        # workers re-fork with the stage (and its text for failures); the
+        # batched path switching mid-epoch has nothing staged in them
+        if not self.switch_by_iter:
             self._restart_workers(runner.train_dataloader)
         if self._swin is not None:
             self._swin.set_size(state.size)
