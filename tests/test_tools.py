@@ -146,6 +146,6 @@ def test_train_curriculum_flag_refuses_what_does_not_fit(tmp_path):
     res = subprocess.run(
         [sys.executable, 'tools/train.py', DEMO_ET, '--curriculum',
          'efficienttrain', '--work-dir', str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert res.returncode != 0
     assert 'already trains with a curriculum' in res.stderr
