@@ -35,8 +35,8 @@ def test_train_and_test_on_the_demo_config(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     log = open(glob.glob(str(work / '*' / '*.log'))[0]).read()
     # two epochs of five stages: epoch 1 is stage 2 (B=20), epoch 2 stage 5
-    assert 'EfficientTrain epoch 1/2: stage 2/5, B=20, m=3' in log
-    assert 'EfficientTrain epoch 2/2: stage 5/5, B=28, m=9' in log
+    assert 'EfficientTrain epoch 1/2: stage 2/5 (B=20, m=3)' in log
+    assert 'EfficientTrain epoch 2/2: stage 5/5 (B=28, m=9)' in log
     assert 'accuracy/top1' in log
     ckpt = work / 'epoch_2.pth'
     assert ckpt.exists()

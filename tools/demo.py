@@ -253,8 +253,13 @@ def main(argv=None):
     os.makedirs(args.work_dir, exist_ok=True)
     cfgs = build_configs(args)
     warm_up(next(iter(cfgs.values())), args.work_dir)
-    results = [run_once(name, cfg, args.seed, args.work_dir)
-               for name, cfg in cfgs.items()]
+    results = []
+    for name, cfg in cfgs.items():
+        print(f'{name}: training ({len(results) + 1}/{len(cfgs)})',
+              flush=True)
+        results.append(run_once(name, cfg, args.seed, args.work_dir))
+        print(f"{name}: top-1 {results[-1]['top1']:.2f}, train "
+              f"{results[-1]['train_seconds']:.1f} s", flush=True)
     print_table(results)
     report = osp.join(args.work_dir, 'demo.json')
     with open(report, 'w') as f:
