@@ -68,9 +68,7 @@ def test_equal_compute_baseline_matches_et_compute_and_final_lr(
     # that ends at the baseline's final LR when the run ends
     warm, cos = eq.param_scheduler
     assert warm['end'] == cos['begin'] == pytest.approx(0.7)
-    assert cos['begin'] + cos['T_max'] == pytest.approx(7)
-    assert base.param_scheduler[1]['begin'] + \
-        base.param_scheduler[1]['T_max'] == 10
+    assert 'T_max' not in cos  # the cosine runs to the end of training
     lrs = {}
     for name, cfg in (('baseline', base), ('equal-compute', eq)):
         lrs[name] = lr_curve(cfg, tmp_path / name)

@@ -103,10 +103,12 @@ optim_wrapper = dict(
     optimizer=dict(
         type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True))
 max_epochs = 10
+# one warm-up epoch, then a cosine to the end of training (T_max = max_epochs
+# - 1; an ET++ loop runs the same over its budget, on the compute clock)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, end=1,
          convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=1, T_max=9,
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=1,
          convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)

@@ -21,11 +21,6 @@ train_cfg = dict(
     speedup=1.5,
     baseline_epochs=10,
     val_interval=5)
-# On the compute clock: the baseline's one-epoch warm-up and cosine, over a
-# full-size run of E epochs (the cosine ends with the budget).
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=True, end=1,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=1,
-         convert_to_iter_based=True),
-]
+# The inherited param_scheduler (one warm-up epoch, then cosine) runs on the
+# compute clock, over a full-size run of E epochs: the cosine ends with the
+# budget.
