@@ -249,9 +249,10 @@ def progressive_resizing(et_cfg: Config) -> Config:
             'needs the batched data path (DeviceAugmentPreprocessor); use '
             'the fmnist preset or leave it out of --methods.')
     pre['low_pass'] = 'bilinear'
-    final = max(s.magnitude for s in curriculum_of(cfg).stages)
+    et_stages = curriculum_of(cfg).stages
+    final = max(s.magnitude for s in et_stages)
     stages = [dict(share=s.share, bandwidth=s.bandwidth, magnitude=final)
-              for s in curriculum_of(cfg).stages]
+              for s in et_stages]
     for hook in cfg.custom_hooks:
         if str(hook.get('type', '')).split('.')[-1] == 'EfficientTrainHook':
             hook['curriculum'] = stages

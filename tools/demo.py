@@ -96,13 +96,15 @@ def is_fashion_mnist(root: str) -> bool:
     return osp.exists(osp.join(root, 'train-images-idx3-ubyte'))
 
 
-def folder_config(cfg: Config, root: str, size: int) -> int:
-    """Point a per-sample demo config at an ImageNet-style folder; returns
-    the number of training images."""
+def count_images(root: str) -> int:
+    """Files under ``root/train`` (one image each in an ImageNet folder)."""
+    return sum(len(files) for _, _, files in os.walk(osp.join(root, 'train')))
+
+
+def folder_config(cfg: Config, root: str, size: int) -> None:
+    """Point a per-sample demo config at an ImageNet-style folder."""
     classes = sorted(d for d in os.listdir(osp.join(root, 'train'))
                      if osp.isdir(osp.join(root, 'train', d)))
-    n_train = sum(len(files) for _, _, files in
-                  os.walk(osp.join(root, 'train')))
     cfg.model.backbone.in_channels = 3
     cfg.model.head.num_classes = len(classes)
     cfg.data_preprocessor = dict(
@@ -126,7 +128,6 @@ def folder_config(cfg: Config, root: str, size: int) -> int:
                               data_prefix=split, classes=classes,
                               pipeline=pipeline)
     cfg.test_dataloader = cfg.val_dataloader
-    return n_train
 
 
 def build_configs(args) -> dict:
@@ -157,9 +158,7 @@ def build_configs(args) -> dict:
                               args.val_subset)
     else:
         # a small folder: enough optimizer steps, in small batches
-        n_train = folder_config(Config.fromfile(osp.join(
-            ROOT, 'configs/demo/fmnist_resnet_cropflip_baseline.py')),
-            args.data_root, args.img_size)
+        n_train = count_images(args.data_root)
         batch = max(8, min(args.batch_size, n_train // 10))
         if args.epochs is None:
             epochs = max(DEMO_EPOCHS, math.ceil(FOLDER_MIN_STEPS * batch /
