@@ -13,9 +13,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .stages import (PipelineStageError, StageDriver, StageSchedule,
-                     StageState, leaf_datasets, pipeline_transforms,
-                     unwrap_model)
+from .stages import (BANDWIDTH_ATTRS, PipelineStageError, StageDriver,
+                     StageSchedule, StageState, leaf_datasets,
+                     pipeline_transforms, unwrap_model)
 from .transforms import FourierCrop
 
 Size = Union[int, Tuple[int, int]]
@@ -60,6 +60,18 @@ def check_drivable(driver: StageDriver, warn=None) -> None:
             f'has no FourierCrop or StagedRandomResizedCrop (found: '
             f"{found}). Add dict(type='FourierCrop', size=<final size>) "
             'before PackInputs, or give every stage bandwidth=1.0.')
+    top = max(s.magnitude for s in driver.curriculum.stages)
+    for t in driver.magnitude_transforms:
+        level = getattr(t.target, 'total_level', None)
+        if level is not None and top > level:
+            # the policies map m / total_level onto their ranges: above 1
+            # they would go past them (or the level be clipped)
+            raise RuntimeError(
+                f'The curriculum raises the RandAugment magnitude to m={top:g}'
+                f', but {type(t.target).__name__} has total_level={level:g}, '
+                'so that m lies outside its scale. Set total_level=10 '
+                "(mmpretrain's scale, which the presets use) or give stages "
+                f'magnitudes of at most {level:g}.')
     if driver.changes_magnitude and not driver.magnitude_transforms and \
             driver.changes and warn is not None:
         warn('The curriculum changes the RandAugment magnitude m, but the '
@@ -101,31 +113,85 @@ def preflight_pipeline(dataset, driver: StageDriver,
             sample = dataset[0]
         except Exception as e:
             # name the stage once, with the cause the wrapper recorded
-            where, cause = '', e
+            where, cause, problem = '', e, ''
             if isinstance(e, PipelineStageError) and e.__cause__:
                 where, cause = f' on {e.where}', e.__cause__
+                problem = e.problem
             raise RuntimeError(
                 f'EfficientTrainHook: the train pipeline fails in '
-                f'{state}{where}: {type(cause).__name__}: {cause}') from e
+                f'{state}{where}: {problem}{type(cause).__name__}: '
+                f'{cause}') from e
         inputs = sample.get('inputs') if isinstance(sample, dict) else None
         # encoded bytes (the device pipeline) have no size yet
         hw = _spatial_shapes(inputs)[0] \
             if getattr(inputs, 'ndim', 0) >= 2 else None
         # only check batches whose size the pipeline decides
-        expected[state.index] = hw if hw == _hw(state.size) and \
-            driver.sized_in_pipeline else None
-        seen[state.size] = hw
-    sizes = set(seen.values())
-    if driver.sized_in_pipeline and len(seen) > 1 and len(sizes) == 1 and \
-            None not in sizes:
-        raise RuntimeError(
-            f'The curriculum sets FourierCrop to B={list(seen)}, but the '
-            f'train pipeline delivers {sizes.pop()} images in every '
-            'stage: a transform after FourierCrop resizes or crops its '
-            'output, so early stages would cost as much as the last. '
-            'Put FourierCrop after the last resize/crop, just before '
-            'PackInputs.')
+        expected[state.index] = hw if driver.sized_in_pipeline else None
+        seen[state] = hw
+    if driver.sized_in_pipeline:
+        _check_delivered_sizes(dataset, driver, seen)
     return expected
+
+
+def _check_delivered_sizes(dataset, driver: StageDriver,
+                           seen: Dict[StageState, Optional[Tuple[int, int]]]
+                           ) -> None:
+    """Refuse a pipeline that does not deliver each stage's B.
+
+    Raises:
+        RuntimeError: naming the stage, the sizes and the transform after
+            the low-pass that changes them.
+    """
+    wrong = [(s, hw) for s, hw in seen.items()
+             if hw is not None and hw != _hw(s.size)]
+    if not wrong:
+        return
+    state, hw = wrong[0]
+    driver.apply(state)  # find what changes the size of this stage's output
+    changers = ', '.join(_size_changers(dataset)) or \
+        'a transform after FourierCrop'
+    delivered = set(seen.values())
+    sizes = list(dict.fromkeys(s.size for s in seen))
+    if len(sizes) > 1 and len(delivered) == 1:
+        raise RuntimeError(
+            f'The curriculum sets FourierCrop to B={sizes}, but the train '
+            f'pipeline delivers {delivered.pop()} images in every stage: '
+            f'{changers} resizes or crops its output, so early stages would '
+            'cost as much as the last. Put FourierCrop after the last '
+            'resize/crop, just before PackInputs.')
+    raise RuntimeError(
+        f'EfficientTrainHook set {state.describe(span=False)}, but the train '
+        f'pipeline delivers {hw[0]}x{hw[1]} images: {changers} after the '
+        'low-pass changes their size, so the model would not train at the '
+        "stage's B. Move it before FourierCrop (or the "
+        'StagedRandomResizedCrop), or remove it; for padding to a multiple, '
+        'choose a full size and bandwidths whose B already are multiples.')
+
+
+def _size_changers(dataset) -> List[str]:
+    """The transforms after the last low-pass of the first train pipeline
+    that change the image size of sample 0 (for messages; [] if unknown)."""
+    ds = next(iter(leaf_datasets(dataset)), None)
+    transforms = getattr(getattr(ds, 'pipeline', None), 'transforms', None)
+    if not isinstance(transforms, list) or not hasattr(ds, 'get_data_info'):
+        return []
+    low_pass = [i for i, t in enumerate(transforms)
+                if isinstance(t, tuple(BANDWIDTH_ATTRS))]
+    if not low_pass:
+        return []
+    changers = []
+    try:
+        results = ds.get_data_info(0)
+        for i, t in enumerate(transforms):
+            before = getattr(results.get('img'), 'shape', (None, None))[:2]
+            results = t(results)
+            if not isinstance(results, dict) or 'img' not in results:
+                break  # packed
+            if i > low_pass[-1] and results['img'].shape[:2] != before:
+                changers.append(type(t).__name__)
+    except Exception:  # the message falls back to a generic name
+        return changers
+    return changers
 
 
 def check_first_batch(state: StageState, data_batch,

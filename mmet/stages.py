@@ -16,6 +16,7 @@ This module is the single owner of "stage" and "full size":
   iterations for the batched path) and gives its :class:`StageState`, the
   named state with the one text that every message uses.
 """
+import os
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
@@ -260,13 +261,16 @@ class PipelineStageError(RuntimeError):
     Attributes:
         where (str): The sample's ``img_path``, or ``sample <index>``.
         stage (str): The curriculum stage the pipeline was set to.
+        problem (str): What is wrong with the file, where the cause does not
+            say it (an empty file), with the fix; else ``''``.
     """
 
     # one-argument construction lets a DataLoader worker's re-raise in the
     # trainer keep the type
-    def __init__(self, message: str, where: str = '', stage: str = ''):
+    def __init__(self, message: str, where: str = '', stage: str = '',
+                 problem: str = ''):
         super().__init__(message)
-        self.where, self.stage = where, stage
+        self.where, self.stage, self.problem = where, stage, problem
 
 
 class StagedPipeline:
@@ -301,10 +305,11 @@ class StagedPipeline:
             return self.pipeline(results)
         except Exception as e:
             where = path if path is not None else f'sample {idx}'
+            problem = _file_problem(path)
             raise PipelineStageError(
                 f'The train pipeline failed on {where} in EfficientTrain '
-                f'{self.stage}: {type(e).__name__}: {e}', where,
-                self.stage) from e
+                f'{self.stage}: {problem}{type(e).__name__}: {e}', where,
+                self.stage, problem) from e
 
     def __getattr__(self, name: str) -> Any:
         # guard: unpickling probes attributes before __dict__ is filled
@@ -314,6 +319,18 @@ class StagedPipeline:
 
     def __repr__(self) -> str:
         return repr(self.pipeline)
+
+
+def _file_problem(path: Optional[str]) -> str:
+    """What is wrong with a local image file that decoders only report as
+    ``!buf.empty()``: ``'x.jpg is empty (0 bytes ...): <fix>. '``, else
+    ``''``."""
+    if not isinstance(path, str) or not os.path.isfile(path) or \
+            os.path.getsize(path) > 0:
+        return ''
+    return (f'{path} is empty (0 bytes; an interrupted download or copy?): '
+            'replace the file, or remove it and its entry from the '
+            'annotation file. ')
 
 
 # the driver ------------------------------------------------------------------
