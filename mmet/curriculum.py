@@ -102,36 +102,36 @@ class Curriculum:
             return stage
         if not isinstance(stage, dict):
             raise CurriculumError(
-                f'Stage {i} is a {type(stage).__name__}; each stage must be a '
+                f'Stage {i + 1} is a {type(stage).__name__}; each stage must be a '
                 'dict(share=..., bandwidth=..., magnitude=...).')
         unknown = set(stage) - {'share', 'bandwidth', 'magnitude'}
         missing = {'share', 'bandwidth', 'magnitude'} - set(stage)
         if unknown or missing:
             raise CurriculumError(
-                f'Stage {i} has unknown keys {sorted(unknown)} and lacks '
+                f'Stage {i + 1} has unknown keys {sorted(unknown)} and lacks '
                 f'{sorted(missing)}; each stage takes exactly share, '
                 'bandwidth and magnitude.')
         try:
             return Stage(**{k: float(v) for k, v in stage.items()})
         except (TypeError, ValueError):
             raise CurriculumError(
-                f'Stage {i} = {stage!r}: share, bandwidth and magnitude must '
+                f'Stage {i + 1} = {stage!r}: share, bandwidth and magnitude must '
                 'be numbers.') from None
 
     def _validate(self) -> None:
         for i, s in enumerate(self.stages):
             if not s.share > 0:
                 raise CurriculumError(
-                    f'Stage {i} has share {s.share}; every share must be > 0. '
+                    f'Stage {i + 1} has share {s.share}; every share must be > 0. '
                     'Remove the stage instead of giving it no epochs.')
             if not 0 < s.bandwidth <= 1:
                 raise CurriculumError(
-                    f'Stage {i} has bandwidth {s.bandwidth}; bandwidth is '
+                    f'Stage {i + 1} has bandwidth {s.bandwidth}; bandwidth is '
                     'relative to the final input size and must lie in (0, 1] '
                     '(e.g. 160/224 for B=160 at 224 px).')
             if not 0 <= s.magnitude <= MAX_MAGNITUDE:
                 raise CurriculumError(
-                    f'Stage {i} has magnitude {s.magnitude}; RandAugment '
+                    f'Stage {i + 1} has magnitude {s.magnitude}; RandAugment '
                     f'magnitude must lie in [0, {MAX_MAGNITUDE:g}] '
                     "(mmpretrain's scale).")
         total = sum(s.share for s in self.stages)
@@ -147,8 +147,8 @@ class Curriculum:
         for i, (a, b) in enumerate(zip(self.stages, self.stages[1:])):
             if b.bandwidth < a.bandwidth:
                 raise CurriculumError(
-                    f'Bandwidth falls from {a.bandwidth:.4g} in stage {i} to '
-                    f'{b.bandwidth:.4g} in stage {i + 1}; a curriculum goes '
+                    f'Bandwidth falls from {a.bandwidth:.4g} in stage {i + 1} to '
+                    f'{b.bandwidth:.4g} in stage {i + 2}; a curriculum goes '
                     'from low to high frequencies, so bandwidths must not '
                     'decrease.')
 

@@ -243,6 +243,9 @@ def test_tool_refuses_bad_settings(tmp_path):
     assert out.returncode == 2 and 'no FourierCrop' in out.stderr
     out = run_tool(DEMO_ET, '--dry-run', '--proxy-epochs', '3')
     assert out.returncode == 2 and 'stage without epochs' in out.stderr
+    out = run_tool(DEMO_ET, '--dry-run', '--proxy-epochs', '0')
+    assert out.returncode == 2 and '--proxy-epochs must be >= 1, got 0' in \
+        out.stderr
     out = run_tool(DEMO_ET, '--dry-run', '--tolerance', '-1')
     assert out.returncode == 2 and 'tolerance' in out.stderr
     out = run_tool(DEMO_ET, '--dry-run', '--target-speedup', '9')
@@ -273,6 +276,21 @@ def test_tool_accepts_what_the_hook_trains(tmp_path):
         assert out.returncode == 0, out.stderr[-2000:]
         assert f'full size {full}; ' in out.stdout and 'final m 9' in \
             out.stdout
+
+
+@pytest.mark.usefixtures('fmnist')
+def test_unknown_metric_is_refused_before_any_proxy_trains(tmp_path):
+    out = run_tool(DEMO_ET, '--work-dir', tmp_path / 'search', '--metric',
+                   'bogus', '--stages', '2', '--proxy-epochs', '2',
+                   '--val-subset', '200', '--workers', '0', '--cfg-options',
+                   f'train_dataloader.dataset.data_root={FMNIST}',
+                   f'val_dataloader.dataset.data_root={FMNIST}')
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "--metric 'bogus' is not one the validation reports: it " \
+        "reports ['accuracy/top1']" in out.stderr
+    assert 'training trial' not in out.stdout
+    assert not (tmp_path / 'search' / 'trials').exists() or \
+        not list((tmp_path / 'search' / 'trials').iterdir())
 
 
 @pytest.mark.usefixtures('fmnist')

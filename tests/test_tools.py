@@ -149,3 +149,16 @@ def test_train_curriculum_flag_refuses_what_does_not_fit(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert res.returncode != 0
     assert 'already trains with a curriculum' in res.stderr
+
+
+def test_train_amp_without_a_gpu_fails_before_building(tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip('this machine has a GPU: --amp is valid here')
+    res = subprocess.run(
+        [sys.executable, 'tools/train.py', DEMO_ET, '--amp', '--work-dir',
+         str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+        timeout=600)
+    assert res.returncode != 0
+    assert '--amp needs a CUDA (or NPU, MLU, MUSA) device' in res.stderr
+    assert not glob.glob(str(tmp_path / '*' / '*.log'))  # no Runner built

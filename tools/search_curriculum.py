@@ -355,6 +355,28 @@ class TrialRunner:
         return score, dict(key=key, cached=False, seconds=seconds)
 
 
+def check_metric(proxy: Config, metric: str, work_dir: str,
+                 num_images: int = 8) -> None:
+    """Refuse a ``--metric`` the proxy's evaluator does not report, before
+    any proxy trains: one validation of the untrained model on
+    ``num_images`` images gives the metric names.
+
+    Raises:
+        SearchError: naming the metric and the ones reported.
+    """
+    from mmengine.runner import Runner
+    cfg = copy.deepcopy(proxy)
+    cfg.work_dir, cfg.experiment_name = work_dir, 'metric_check'
+    cfg.log_level = 'ERROR'
+    _set_indices(cfg.val_dataloader, num_images)
+    reported = Runner.from_cfg(cfg).val()
+    gc.collect()  # drop the loader (and its workers)
+    if metric not in reported:
+        raise SearchError(
+            f'--metric {metric!r} is not one the validation reports: it '
+            f'reports {sorted(reported)}. Pick one of them with --metric.')
+
+
 def train_once(cfg: Config, work_dir: str, name: str,
                metric: str) -> Tuple[float, float]:
     """Train one Runner; return the final ``metric`` and the train time."""
@@ -518,7 +540,7 @@ def main(argv=None) -> int:
             args.max_search_cost / args.seeds)
         check_budget(space, budget)
         n = space.num_stages
-        proxy_epochs = args.proxy_epochs or n
+        proxy_epochs = n if args.proxy_epochs is None else args.proxy_epochs
         if proxy_epochs < 1:
             raise SearchError(
                 f'--proxy-epochs must be >= 1, got {proxy_epochs}.')
@@ -552,6 +574,11 @@ def main(argv=None) -> int:
 
     os.makedirs(work_dir, exist_ok=True)
     proxy = proxy_config(cfg, args, proxy_epochs)
+    try:
+        check_metric(proxy, args.metric, osp.join(work_dir, 'metric_check'))
+    except SearchError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     runner = TrialRunner(proxy, work_dir, args.metric, full,
                          seeds=range(args.seed, args.seed + args.seeds))
     start = time.perf_counter()

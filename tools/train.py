@@ -71,6 +71,14 @@ def parse_args():
     return args
 
 
+def amp_device_available() -> bool:
+    """Whether a device that mmengine's ``AmpOptimWrapper`` accepts is
+    present (it asserts one of these when it is built)."""
+    from mmengine import device
+    return any(getattr(device, f'is_{name}_available', lambda: False)()
+               for name in ('cuda', 'npu', 'mlu', 'musa'))
+
+
 def merge_args(cfg: Config, args) -> Config:
     """Fold the command-line options into the config."""
     cfg.launcher = args.launcher
@@ -82,6 +90,11 @@ def merge_args(cfg: Config, args) -> Config:
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.amp:
+        if not amp_device_available():
+            raise SystemExit(
+                "tools/train.py: error: --amp needs a CUDA (or NPU, MLU, "
+                "MUSA) device: mmengine's AmpOptimWrapper does not train on "
+                'the CPU, and this machine has none. Drop --amp here.')
         wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if wrapper not in ('OptimWrapper', 'AmpOptimWrapper'):
             raise SystemExit(f'--amp does not support the custom optimizer '
