@@ -26,8 +26,8 @@ else:
     from .swin import SwinWindowHook, set_swin_window
     from .mae import ElasticMAEPretrainDecoder, ElasticMAEViT
     from .batch_randaug import BatchRandAugment
-    from .device_pipeline import (DeviceAugmentPreprocessor,
-                                  LoadImageBytes, fourier_crop_batch)
+    from .batch_transforms import fourier_crop_batch
+    from .device_pipeline import DeviceAugmentPreprocessor, LoadImageBytes
     __all__ += ['StageDriver', 'StageSchedule', 'StageState',
                 'PipelineStageError', 'config_full_size', 'preflight_model',
                 'EfficientTrainHook', 'FourierCrop', 'StagedRandAug',

@@ -25,7 +25,7 @@ from mmengine.registry import DefaultScope
 from mmengine.utils import is_list_of, is_seq_of
 from mmpretrain.datasets.transforms.auto_augment import (RANDAUG_POLICIES,
                                                          merge_hparams)
-from mmpretrain.registry import TRANSFORMS
+from mmpretrain.registry import BATCH_AUGMENTS, TRANSFORMS
 
 # The argument of each mmpretrain policy that holds a fixed magnitude (None:
 # the policy has no magnitude).
@@ -79,6 +79,7 @@ class _Policy:
     thr: float = 128
 
 
+@BATCH_AUGMENTS.register_module()
 class BatchRandAugment:
     r"""Per-sample RandAugment of a batch, with mmpretrain's distribution.
 

@@ -19,8 +19,9 @@ from mmpretrain.datasets.transforms import RandomCrop, RandomResizedCrop
 from mmpretrain.structures import DataSample
 from mmpretrain.registry import HOOKS, MODELS, TRANSFORMS
 
-from mmet.device_pipeline import (DeviceAugmentPreprocessor,
-                                  fourier_crop_batch)
+from mmet.batch_transforms import (BatchRandomCrop, BatchRandomErasing,
+                                   BatchRandomResizedCrop, fourier_crop_batch)
+from mmet.device_pipeline import DeviceAugmentPreprocessor
 from mmet.transforms import fourier_crop
 
 sys.path.insert(0, osp.join(ROOT, 'tools'))
@@ -92,8 +93,9 @@ def test_crops_match_the_cpu_random_resized_crop(photos):
     dev = preprocessor()
     images = dev.decode([torch.frombuffer(bytearray(d), dtype=torch.uint8)
                          for d in data])
+    assert isinstance(dev.steps[0], BatchRandomResizedCrop)
     np.random.seed(3)
-    out = dev.random_resized_crop(images)
+    out = dev.steps[0](images)
     np.random.seed(3)
     for n, d in enumerate(data):
         bgr = mmcv.imfrombytes(d)
@@ -140,16 +142,18 @@ def test_padded_crop_matches_mmpretrain_random_crop():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (6, 28, 28), dtype=np.uint8)
     cpu = RandomCrop(crop_size=28, padding=2)
-    dev = preprocessor(crop_size=28, crop_padding=2, flip_prob=0,
-                       mean=[0], std=[1], to_rgb=False)
+    crop = BatchRandomCrop(28, padding=2)
     np.random.seed(5)
-    out = dev.random_crop(torch.from_numpy(images)[:, None])
+    out = crop(torch.from_numpy(images)[:, None])
     np.random.seed(5)
     for n, img in enumerate(images):
         ref = cpu(dict(img=img))['img']
         np.testing.assert_array_equal(out[n, 0].numpy(), ref)
     with pytest.raises(ValueError, match='crop_padding=None'):
-        dev.random_crop([torch.zeros(1, 28, 28), torch.zeros(1, 30, 30)])
+        crop([torch.zeros(1, 28, 28), torch.zeros(1, 30, 30)])
+    dev = preprocessor(crop_size=28, crop_padding=2)
+    assert [type(s).__name__ for s in dev.steps] == [
+        'BatchRandomCrop', 'BatchFlip', 'BatchFourierCrop']
 
 
 def test_decoded_train_batches_are_augmented():
@@ -358,11 +362,11 @@ def test_two_ddp_ranks_drive_the_device_pipeline(photos, tmp_path):
 
 
 def test_erasing_draws_one_box_per_image_in_the_area_range():
-    dev = preprocessor(erasing=dict(
+    erase = BatchRandomErasing(
         erase_prob=1.0, min_area_ratio=0.1, max_area_ratio=0.3,
-        fill_color=0, fill_std=0.0))
+        fill_color=0, fill_std=0.0)
     x = torch.full((64, 3, 40, 40), 100.)
-    out = dev.erase(x)
+    out = erase(x)
     erased = out == 0
     assert ((out == 0) | (out == 100)).all()
     for img in erased.all(1):  # the same box in every channel
@@ -371,7 +375,7 @@ def test_erasing_draws_one_box_per_image_in_the_area_range():
                                                      + 1)
         assert img.sum() == h * w  # one filled rectangle
         assert 0.1 * 1600 * 0.8 <= h * w <= 0.3 * 1600 * 1.2
-    dev.erasing.erase_prob = 0.0
-    assert torch.equal(dev.erase(x), x)
+    erase.settings.erase_prob = 0.0
+    assert torch.equal(erase(x), x)
     with pytest.raises(ValueError, match="'rand' mode only"):
         preprocessor(erasing=dict(mode='const'))
