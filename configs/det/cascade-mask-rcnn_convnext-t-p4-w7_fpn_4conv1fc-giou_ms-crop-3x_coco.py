@@ -8,19 +8,11 @@
 #
 #   python tools/train.py configs/det/<this file> --amp \
 #       --cfg-options model.backbone.init_cfg.checkpoint=BACKBONE.pth
-_base_ = ['./cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_ms-crop-1x_coco.py']
-
-max_epochs = 36
-train_cfg = dict(max_epochs=max_epochs)
-param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
-        end=1000),
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_epochs,
-        by_epoch=True,
-        milestones=[27, 33],
-        gamma=0.1)
+_base_ = [
+    './cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_ms-crop-1x_coco.py',
+    './_base_/crop_3x_schedule.py'
 ]
+
+max_epochs = _base_.crop_3x_epochs
+train_cfg = dict(max_epochs=max_epochs)
+param_scheduler = _base_.crop_3x_param_scheduler
