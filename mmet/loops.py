@@ -14,18 +14,27 @@ EfficientTrain++ for a budget of E = 200 full-size-equivalent epochs:
 - an :class:`~mmet.hooks.EfficientTrainHook` that follows the loop's stages
   is registered (or the configured one is checked and given the loop's
   epoch shares), so the loop and the hook cannot disagree;
-- optionally, the replay buffer of :mod:`mmet.replay` per stage;
+- optionally, the replay buffer of :mod:`mmet.replay` per stage, kept in
+  checkpoints by a :class:`ReplayStateHook`;
 - optionally, the official EfficientTrain per-stage batch: stages below full
   size load ``low_res_batch`` times larger batches and accumulate gradients
   over that many times fewer iterations, so the global batch per optimizer
   step, the steps per epoch and the LR per step (on the compute clock) stay
   those of the config.
+
+A resumed run continues the uninterrupted one: the stages and the compute
+clock follow the saved epoch and iteration, the replay buffer comes back
+from the checkpoint, and a resume from an iteration checkpoint in the middle
+of an epoch skips the batches of that epoch already trained.
 """
+import math
 from typing import List, Optional, Sequence, Tuple, Union
 
-from mmengine.dist import get_rank
+from mmengine.dist import get_rank, get_world_size
+from mmengine.hooks import Hook
 from mmengine.registry import LOOPS
 from mmengine.runner import EpochBasedTrainLoop
+from mmpretrain.registry import HOOKS
 
 from . import compat
 from .curriculum import (BACKBONE_FAMILIES, BASELINE_EPOCHS, ETPP_REPLAY,
@@ -37,6 +46,48 @@ from .stages import StageDriver, unwrap_model
 from .schedulers import wrap_param_schedulers
 
 REPLAY_PRESETS = {'efficienttrain++': ETPP_REPLAY}
+# MiB of replay buffer contents a checkpoint holds by default; a larger
+# buffer is saved without them (its random state only) and refills
+REPLAY_CHECKPOINT_MB = 1024
+
+
+def _scheduler_cfgs(param_schedulers) -> List[dict]:
+    """The scheduler configs of a Runner's ``param_scheduler`` (a dict, a
+    list, or those per optimizer)."""
+    if param_schedulers is None:
+        return []
+    if isinstance(param_schedulers, dict) and 'type' not in param_schedulers:
+        return [c for v in param_schedulers.values()
+                for c in _scheduler_cfgs(v)]
+    if isinstance(param_schedulers, dict):
+        return [param_schedulers]
+    return [c for c in param_schedulers if isinstance(c, dict)]
+
+
+def _fits_budget(cfg: dict, budget: float,
+                 epoch_length: int) -> Tuple[float, bool]:
+    """Where a scheduler without an ``end`` begins on the compute clock's
+    full-size timeline (in iterations), and whether it fits in it.
+
+    Its end defaults to the end of the budget, which must come after its
+    begin once converted as :class:`~mmet.schedulers.ComputeClockScheduler`
+    and mmengine convert them.
+    """
+    begin = cfg.get('begin', 0)
+    if not cfg.get('by_epoch', True):
+        return begin, max(1, round(budget * epoch_length)) > begin
+    if cfg.get('convert_to_iter_based', False):
+        start = int(begin * epoch_length)
+        return start, int(budget * epoch_length) > start
+    return begin * epoch_length, budget > begin
+
+
+def _round_sig(x: float, up: bool, digits: int = 3) -> float:
+    """``x`` to ``digits`` significant digits, rounded up or down, so that a
+    budget (or speedup) in a message is on the side that works."""
+    scale = 10.0**(math.floor(math.log10(x)) - digits + 1)
+    q = round(x / scale, 9)
+    return (math.ceil(q) if up else math.floor(q)) * scale
 
 
 def switches_by_iter(driver: StageDriver, replay=None,
@@ -73,10 +124,15 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
             logged speedup refer to. Defaults to 300.
         replay (str | dict, optional): ``'efficienttrain++'`` for the
             official per-stage setting, or ``dict(times=[R per stage],
-            buffer_size=[loaded batches per stage], split=32, fp16=True)``.
-            Stages with R > 1 load batches of ``batch_size / R`` and make
-            R-fold fewer passes over the data; optimizer steps stay the same.
-            The buffer is not checkpointed: a resumed run refills it.
+            buffer_size=[loaded batches per stage], split=32, fp16=True,
+            checkpoint_mb=1024)``. Stages with R > 1 load batches of
+            ``batch_size / R`` and make R-fold fewer passes over the data;
+            optimizer steps stay the same. Checkpoints keep the buffer's
+            random state, its stage and its contents (as stored: float16 or
+            uint8) up to ``checkpoint_mb`` MiB, so a resumed run draws what
+            the uninterrupted one would; a larger buffer is saved without
+            its contents (with a warning) and refills. mmengine saves on
+            rank 0 only, so in DDP the other ranks refill theirs.
         low_res_batch (int): Per-GPU batch multiplier of the stages below
             full size (official EfficientTrain: 2). Their gradient
             accumulation (``optim_wrapper.accumulative_counts``, which must
@@ -88,6 +144,9 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
         low_pass (str): How a stock pipeline is adapted: ``'fourier'`` or
             ``'resize'`` (see :class:`~mmet.hooks.EfficientTrainHook`).
         check_batches (bool): Passed to the hook the loop registers.
+        val_begin, val_interval, dynamic_intervals: As for
+            :class:`EpochBasedTrainLoop`.
+        max_epochs: Not accepted: the loop derives it from the budget.
 
     Stage switches: where every staged transform lives in the data
     preprocessor (the batched path, where a switch costs nothing) and
@@ -95,10 +154,17 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
     iterations, so each gets its compute share to within one iteration
     however few the epochs. Otherwise they switch at whole epochs, and a
     plan whose rounding leaves a stage without an epoch is re-planned so
-    that every stage gets one (logged, with the compute it adds).
-        val_begin, val_interval, dynamic_intervals: As for
-            :class:`EpochBasedTrainLoop`.
-        max_epochs: Not accepted: the loop derives it from the budget.
+    that every stage gets one (logged, with the compute it adds). A budget
+    too small for every stage to get an iteration on the batched path, or
+    for the ``param_scheduler`` (e.g. a warm-up longer than E), is refused
+    with the smallest budget that works.
+
+    Resume: a checkpoint saved in the middle of an epoch (``CheckpointHook``
+    with ``by_epoch=False``) resumes at its iteration. The sampler's order is
+    a function of seed and epoch, so the loop skips the epoch's batches
+    already trained: it loads them without training them (logged), which
+    keeps the run to its planned iterations and the compute clock on the
+    iterations trained.
     """
 
     def __init__(self,
@@ -137,6 +203,12 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
         self.baseline_epochs = float(baseline_epochs)
         self.budget = float(budget) if budget is not None else \
             budget_for_speedup(speedup, baseline_epochs)
+        if speedup is not None and speedup < 1:
+            runner.logger.warning(
+                f'EfficientTrainLoop: speedup={speedup:g} is below 1: the '
+                f'budget E={self.budget:g} full-size epochs costs more than '
+                f'the baseline_epochs={self.baseline_epochs:g} it is measured '
+                f'against ({1 / speedup:.3g}x its compute).')
         self.replay_cfg = self._replay_cfg(replay, len(self.base_curriculum))
         self.low_res_batch = self._check_low_res_batch(
             low_res_batch, runner.optim_wrapper)
@@ -169,6 +241,10 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
         self._max_iters = sum(n for n, _ in self.stage_iters)
         self.buffer: Optional[ReplayBuffer] = None
         self._buffer_stage: Optional[int] = None
+        # a checkpoint's replay state, until run_epoch makes the buffer
+        self._saved_replay: Optional[Tuple[dict, Optional[int]]] = None
+        self._warned_replay_size: set = set()  # stages saved without it
+        self._check_budget(runner.param_schedulers if compute_clock else None)
         if compute_clock:
             runner.param_schedulers = wrap_param_schedulers(
                 runner.param_schedulers,
@@ -176,6 +252,9 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
                 timeline_epochs=self.budget,
                 iters_per_epoch=self.epoch_length)
         self.hook = self._bind_hook(runner, check_batches)
+        if self.replay_cfg and not any(
+                isinstance(h, ReplayStateHook) for h in runner.hooks):
+            runner.register_hook(ReplayStateHook())
         runner.logger.info(self.summary())
 
     # set-up ------------------------------------------------------------------
@@ -229,13 +308,14 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
                     f'{sorted(REPLAY_PRESETS)}, or dict(times=[...], '
                     'buffer_size=[...]).')
             replay = REPLAY_PRESETS[replay.lower()]
-        cfg = dict(split=32, fp16=True)
+        cfg = dict(split=32, fp16=True, checkpoint_mb=REPLAY_CHECKPOINT_MB)
         cfg.update(replay)
-        unknown = set(cfg) - {'times', 'buffer_size', 'split', 'fp16'}
+        unknown = set(cfg) - {'times', 'buffer_size', 'split', 'fp16',
+                              'checkpoint_mb'}
         if unknown or 'times' not in cfg or 'buffer_size' not in cfg:
             raise ValueError(
-                f'replay takes times, buffer_size, split and fp16; got '
-                f'{sorted(replay)}.')
+                f'replay takes times, buffer_size, split, fp16 and '
+                f'checkpoint_mb; got {sorted(replay)}.')
         times = [int(r) for r in cfg['times']]
         sizes = [int(s) for s in cfg['buffer_size']]
         if len(times) != num_stages or len(sizes) != num_stages:
@@ -344,6 +424,57 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
                         samples * _cost(s.bandwidth, self.full_size)))
         return out
 
+    def _check_budget(self, param_schedulers) -> None:
+        """Refuse a budget too small for the plan, with the smallest that
+        works: one that leaves stages of the batched path without an
+        iteration (they would be skipped silently), or in which a
+        ``param_scheduler`` has no iteration, e.g. the cosine after a
+        warm-up longer than E (mmengine would only say that its end is not
+        larger than its begin)."""
+        problems, floors = [], []
+        empty = [i + 1 for i, (n, _) in enumerate(self.stage_iters) if not n]
+        if self.switch_by_iter and empty:
+            problems.append(
+                f'its {self.max_iters} iterations cannot give every stage '
+                f'one (stages {empty} of {len(self.stage_iters)} get none)')
+            floors.append(self._budget_for_every_stage())
+        L, late = self.epoch_length, []
+        for cfg in _scheduler_cfgs(param_schedulers):
+            if 'end' in cfg:
+                continue
+            start, fits = _fits_budget(cfg, self.budget, L)
+            if not fits:
+                unit = 'epoch' if cfg.get('by_epoch', True) else 'iteration'
+                late.append(f"{cfg.get('type')} (from {unit} "
+                            f"{cfg.get('begin', 0)})")
+                floors.append((math.floor(start) + 1) / L)
+        if late:
+            problems.append(
+                'param_scheduler runs on the compute clock as a full-size run '
+                f'of E epochs ({self.budget * L:g} iterations of {L}), in '
+                f'which {" and ".join(late)} '
+                f'{"gets" if len(late) == 1 else "get"} no iteration (a '
+                'warm-up longer than E leaves none to what follows it)')
+        if not problems:
+            return
+        smallest = _round_sig(max(floors), up=True)
+        raise ValueError(
+            f'EfficientTrainLoop: the budget E={self.budget:g} full-size '
+            f'epochs (speedup {self.baseline_epochs / self.budget:.4g} '
+            f'against baseline_epochs={self.baseline_epochs:g}) is too '
+            f'small: {"; ".join(problems)}. The smallest workable budget is '
+            f'budget={smallest:g} (speedup='
+            f'{_round_sig(self.baseline_epochs / smallest, up=False):g}).')
+
+    def _budget_for_every_stage(self) -> float:
+        """The smallest budget whose iterations give every stage one, on the
+        batched path (no replay: E / relative compute real epochs)."""
+        epochs = self.max_epochs
+        while min(self.curriculum.epochs(epochs * self.epoch_length)) < 1:
+            epochs += 1
+        # Curriculum.plan rounds from half an epoch below
+        return (epochs - 0.5) * self.base_curriculum.relative_compute()
+
     def _bind_hook(self, runner, check_batches: bool) -> EfficientTrainHook:
         """The hook that applies this loop's stages, registered once."""
         hooks = [h for h in runner.hooks if isinstance(h, EfficientTrainHook)]
@@ -399,6 +530,35 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
         epoch = self._epoch if epoch is None else epoch
         return self.curriculum.stage_index(epoch, self.max_epochs)
 
+    def _epoch_start(self, epoch: int) -> int:
+        """Iterations before ``epoch``: stages whose loader batch differs
+        (replay, low_res_batch) have epochs of other lengths."""
+        if self.switch_by_iter:
+            return epoch * self.epoch_length
+        start, left = 0, epoch
+        for (iters, _), epochs in zip(self.stage_iters, self.plan.epochs()):
+            n = min(left, epochs)
+            if n:
+                start += iters // epochs * n
+            left -= n
+        return start
+
+    def _batches_done(self) -> int:
+        """Batches of the current epoch trained before the checkpoint this
+        run resumed from: 0 unless it was saved in the middle of the epoch
+        (``CheckpointHook(by_epoch=False)``)."""
+        start = self._epoch_start(self._epoch)
+        length = len(self.dataloader)
+        done = self._iter - start
+        if not 0 <= done <= length:
+            raise RuntimeError(
+                f'Resumed at iteration {self._iter} in epoch '
+                f'{self._epoch + 1}, whose iterations are {start} to '
+                f'{start + length} in this plan: the checkpoint was trained '
+                'with another budget, curriculum, replay, batch size or '
+                'dataset. Resume with the settings the run started with.')
+        return done
+
     def run_epoch(self) -> None:
         k = self.stage()
         # the configured batch unless replay or low_res_batch change it
@@ -416,7 +576,82 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
             else:
                 self.buffer.configure(times, size)
             self._buffer_stage = k
-        super().run_epoch()
+            self._restore_replay()
+        done = self._batches_done()
+        if not done:
+            super().run_epoch()
+            return
+        # EpochBasedTrainLoop would train the whole epoch again
+        length = len(self.dataloader)
+        how = 'they are loaded, not trained' if done < length else \
+            'the epoch is trained; only its end is left'
+        self.runner.logger.info(
+            f'EfficientTrainLoop: resumed mid-epoch at iteration {self._iter}'
+            f' (epoch {self._epoch + 1}, {done} of {length} batches done): '
+            f'skipping the {done} batches already trained ({how}).')
+        self.runner.call_hook('before_train_epoch')
+        self.runner.model.train()
+        if done < length:
+            for idx, data_batch in enumerate(self.dataloader):
+                if idx >= done:
+                    self.run_iter(idx, data_batch)
+        self.runner.call_hook('after_train_epoch')
+        self._epoch += 1
+
+    # replay in checkpoints ---------------------------------------------------
+    def replay_state_dict(self) -> Optional[dict]:
+        """What a checkpoint keeps of the replay buffer (None without one):
+        ``dict(stage=, rank=, buffer=ReplayBuffer.state_dict())``, the
+        contents only up to ``replay.checkpoint_mb`` MiB."""
+        if self.buffer is None:
+            return None
+        limit_mb = self.replay_cfg['checkpoint_mb']
+        contents = self.buffer.nbytes <= limit_mb * 2**20
+        if not contents and self._buffer_stage not in \
+                self._warned_replay_size:
+            self._warned_replay_size.add(self._buffer_stage)
+            self.runner.logger.warning(
+                f'EfficientTrainLoop: the replay buffer holds '
+                f'{self.buffer.nbytes / 2**20:.0f} MiB, more than '
+                f'replay.checkpoint_mb={limit_mb:g}: the checkpoint keeps '
+                'its random state but not its contents, so a run resumed '
+                'from it refills the buffer. Raise checkpoint_mb to keep '
+                'them.')
+        return dict(stage=self._buffer_stage, rank=get_rank(),
+                    buffer=self.buffer.state_dict(contents=contents))
+
+    def load_replay_state_dict(self, state: dict,
+                               iteration: Optional[int]) -> None:
+        """Keep a checkpoint's replay state (saved at ``iteration``) until
+        :meth:`run_epoch` makes the buffer: after ``after_load_checkpoint``,
+        before the loop runs."""
+        self._saved_replay = (state, iteration)
+
+    def _restore_replay(self) -> None:
+        """Give the buffer just made the state of the checkpoint resumed
+        from: its random state always, its contents in the stage they were
+        saved in (a new stage starts empty, as in the uninterrupted run)."""
+        if self._saved_replay is None:
+            return
+        state, iteration = self._saved_replay
+        self._saved_replay = None
+        # weights loaded with load_from start afresh; a resume is at the
+        # checkpoint's iteration
+        if iteration != self._iter or state['rank'] != get_rank():
+            return
+        same_stage = state['stage'] == self._buffer_stage
+        self.buffer.load_state_dict(state['buffer'], contents=same_stage)
+        if same_stage and state['buffer']['chunks'] is None:
+            self.runner.logger.warning(
+                'EfficientTrainLoop: the checkpoint kept the replay buffer '
+                'without its contents (over replay.checkpoint_mb): it '
+                'refills, so the next batches replay fewer samples than the '
+                'uninterrupted run.')
+        if get_world_size() > 1:
+            self.runner.logger.warning(
+                "EfficientTrainLoop: the checkpoint holds rank 0's replay "
+                'buffer only (mmengine saves on rank 0): the other ranks '
+                'refill theirs.')
 
     def run_iter(self, idx, data_batch) -> None:
         if self.buffer is not None and self.buffer.times > 1:
@@ -428,3 +663,25 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
             return super().run()
         finally:
             self._set_loader_batch(self.batch_size)
+
+
+@HOOKS.register_module()
+class ReplayStateHook(Hook):
+    """Keep :class:`EfficientTrainLoop`'s replay buffer in checkpoints.
+
+    The loop registers it when it replays. A checkpoint then holds
+    ``replay_buffer``: ``dict(stage=, rank=, buffer=dict(generator=,
+    chunks=))`` (see :meth:`EfficientTrainLoop.replay_state_dict`); a resume
+    hands it back to the loop, which restores it when it makes the buffer.
+    """
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = runner.train_loop.replay_state_dict()
+        if state is not None:
+            checkpoint['replay_buffer'] = state
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = checkpoint.get('replay_buffer')
+        if state is not None:
+            runner.train_loop.load_replay_state_dict(
+                state, checkpoint.get('meta', {}).get('iter'))

@@ -11,7 +11,9 @@ batch of ``bs``. Loading drops R-fold; optimizer steps do not.
 ``dict(inputs=..., data_samples=...)`` of the train loader, before the data
 preprocessor), so batch augmentations such as Mixup and CutMix see the whole
 mixed batch, as in the official code (mixup after the concatenation).
-:class:`~mmet.loops.EfficientTrainLoop` drives it per stage.
+:class:`~mmet.loops.EfficientTrainLoop` drives it per stage and keeps it in
+checkpoints (:meth:`ReplayBuffer.state_dict`), so a resumed run draws what
+the uninterrupted one would.
 """
 import copy
 from collections import deque
@@ -30,6 +32,16 @@ def _batch_len(batch: Dict[str, Any]) -> int:
             f'per sample; got lengths {sorted(sizes)} for keys '
             f'{sorted(batch)}.')
     return sizes.pop()
+
+
+def _to_cpu(v):
+    """Tensors and data samples (or lists of them) on the CPU."""
+    if isinstance(v, list):
+        return [_to_cpu(x) for x in v]
+    if isinstance(v, torch.Tensor) or (hasattr(v, 'cpu') and
+                                       callable(v.cpu)):
+        return v.cpu()
+    return v
 
 
 class ReplayBuffer:
@@ -110,7 +122,9 @@ class ReplayBuffer:
         if isinstance(v, torch.Tensor):
             v = v.detach().cpu()
             if self.fp16 and v.is_floating_point():
-                return v.to(torch.float16)
+                # a copy even of float16: a view would keep (and a
+                # checkpoint would save) the whole loaded batch
+                return v.to(torch.float16, copy=True)
             return v.clone()
         if hasattr(v, 'clone') and callable(v.clone):  # BaseDataElement
             return v.clone()
@@ -209,6 +223,31 @@ class ReplayBuffer:
             else:
                 out[key] = value
         return out
+
+    # checkpoints -----------------------------------------------------------
+    def state_dict(self, contents: bool = True) -> dict:
+        """The random state of the draws and, with ``contents``, the chunks.
+
+        The chunks are kept as stored: floats in float16 (with ``fp16``),
+        integer images as they are, so at most :attr:`nbytes` of tensors.
+        """
+        return dict(generator=self._generator.get_state(),
+                    chunks=list(self._chunks) if contents else None)
+
+    def load_state_dict(self, state: dict, contents: bool = True) -> None:
+        """Restore the draws of :meth:`state_dict` and, with ``contents``,
+        its chunks (the newest up to the capacity); otherwise start empty.
+
+        Tensors come back to the CPU, where the buffer keeps them, whatever
+        device the checkpoint was loaded to.
+        """
+        self._generator.set_state(state['generator'].cpu())
+        self._chunks.clear()
+        if contents and state.get('chunks'):
+            self._chunks.extend({k: _to_cpu(v) for k, v in c.items()}
+                                for c in state['chunks'])
+            while len(self._chunks) > self.capacity:
+                self._chunks.popleft()
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(times={self.times}, size={self.size},'
