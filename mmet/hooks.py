@@ -5,7 +5,8 @@ elsewhere: :mod:`mmet.stages` finds, adapts and drives the staged transforms
 (and owns the full size and the stage text), :mod:`mmet.checks` holds the
 checks, :mod:`mmet.swin` the Swin windows that follow B.
 """
-from typing import Dict, Optional, Sequence, Tuple, Union
+import math
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from mmengine.hooks import Hook
 from mmengine.runner import EpochBasedTrainLoop
@@ -55,6 +56,16 @@ class EfficientTrainHook(Hook):
     checked against the stage's size: a curriculum that does not reach the
     workers fails loudly.
 
+    Each checkpoint records the plan it trained (``meta['efficienttrain']``:
+    the curriculum, ``max_epochs``, ``epoch_length`` where stages switch by
+    iteration, the stage ``edges`` and the epochs or iterations
+    ``trained``). A resume that would change the stage of an epoch (or
+    iteration) already trained, or move B or m back from the last trained
+    stage, is refused unless ``allow_curriculum_change`` says otherwise; so
+    is resuming a checkpoint trained without the hook (at full size) into a
+    stage below it. Loading weights only (``load_from`` without
+    ``resume``, ``tools/test.py``) starts a fresh plan and is not checked.
+
     Args:
         curriculum (str | list[dict]): A preset name (``'efficienttrain'``)
             or a list of ``dict(share=, bandwidth=, magnitude=)``; see
@@ -65,9 +76,14 @@ class EfficientTrainHook(Hook):
             path, ``StagedRandomResizedCrop``). Defaults to ``'fourier'``.
         check_batches (bool): Verify the spatial size of the first batch of
             each epoch. Defaults to True.
-        allow_curriculum_change (bool): Resume from a checkpoint that was
-            trained with another curriculum (with a warning) instead of
-            refusing. Defaults to False.
+        allow_curriculum_change (bool | str): What a resume that moves the
+            plan (another curriculum, ``max_epochs`` or stage switching)
+            does. ``False`` refuses it, naming the cause. ``True``
+            continues on the new plan, with a warning. ``'extend'``
+            re-plans without going back: each remaining epoch (or
+            iteration) trains the later of its new stage and the last
+            trained one, so B and m never decrease; the new stage spans
+            are logged. Defaults to False.
     """
 
     priority = 'ABOVE_NORMAL'
@@ -76,7 +92,12 @@ class EfficientTrainHook(Hook):
                  curriculum: Union[str, Sequence[dict]] = 'efficienttrain',
                  low_pass: str = 'fourier',
                  check_batches: bool = True,
-                 allow_curriculum_change: bool = False):
+                 allow_curriculum_change: Union[bool, str] = False):
+        if not (isinstance(allow_curriculum_change, bool)
+                or allow_curriculum_change == 'extend'):
+            raise ValueError(
+                "allow_curriculum_change must be False, True or 'extend', "
+                f'got {allow_curriculum_change!r}.')
         self.curriculum = Curriculum.build(curriculum)
         self.driver = StageDriver(self.curriculum, low_pass)
         self.low_pass = low_pass
@@ -93,6 +114,8 @@ class EfficientTrainHook(Hook):
         self._max_epochs: Optional[int] = None
         self._epoch: Optional[int] = None
         self._warned_eval: set = set()
+        # the meta of the checkpoint loaded last, until before_train
+        self._loaded: Optional[dict] = None
 
     # set-up -----------------------------------------------------------------
     def before_train(self, runner) -> None:
@@ -118,6 +141,7 @@ class EfficientTrainHook(Hook):
         self.schedule = StageSchedule(
             self.curriculum, runner.max_epochs, self.full_size,
             len(runner.train_dataloader) if self.switch_by_iter else None)
+        self._check_resume(runner)
         self._check_model(runner)
         self._warn_eval_pipelines(runner, 'val')
         self._expected_hw = preflight_pipeline(dataset, self.driver,
@@ -291,28 +315,224 @@ class EfficientTrainHook(Hook):
 
     # checkpoints ------------------------------------------------------------
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint.setdefault('meta', {})['efficienttrain'] = dict(
-            curriculum=self.curriculum.to_list())
+        meta = checkpoint.setdefault('meta', {})
+        record = dict(curriculum=self.curriculum.to_list())
+        plan = self.schedule
+        if plan is not None and plan.edges is not None:
+            # a checkpoint by iteration resumes into the epoch it was saved
+            # in, so that epoch counts as trained
+            if plan.by_iter:
+                trained = meta.get('iter', runner.iter)
+            else:
+                trained = runner.epoch if self._epoch is None else \
+                    self._epoch + 1
+            full = self.full_size
+            record.update(
+                max_epochs=plan.max_epochs, epoch_length=plan.epoch_length,
+                edges=list(plan.edges), trained=trained,
+                full_size=list(full) if isinstance(full, tuple) else full)
+        meta['efficienttrain'] = record
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        saved = checkpoint.get('meta', {}).get('efficienttrain')
-        if saved is None:
+        # only before_train knows whether this is a resume (the loop's epoch
+        # then is the checkpoint's); weights alone are never checked
+        self._loaded = checkpoint.get('meta') or {}
+
+    def _check_resume(self, runner) -> None:
+        """Hold a resume to the plan its checkpoint trained on (see the
+        class); runs once the loop has the checkpoint's epoch."""
+        meta, self._loaded = self._loaded, None
+        if meta is None or not (runner.epoch or runner.iter):
+            return  # nothing trained yet: load_from starts a fresh plan
+        plan = self.schedule
+        tick = runner.iter if plan.by_iter else runner.epoch
+        record = meta.get('efficienttrain')
+        change = self._baseline_change(tick) if record is None else \
+            self._recorded_change(runner, record, tick)
+        if change is not None:
+            self._resolve(runner, change, tick)
+
+    def _baseline_change(self, tick: int) -> Optional['_Change']:
+        """A checkpoint without a record: trained at full size, final m."""
+        plan = self.schedule
+        final = self.curriculum.stages[-1].magnitude
+        now = plan.state(plan.index_at(tick))
+        if now.bandwidth >= 1 and now.magnitude >= final:
+            return None
+        # a checkpoint by iteration in the first epoch trained part of it
+        trained = _ticks(0, max(tick, 1), plan.by_iter)
+        return _Change(
+            cause=f'the checkpoint has no EfficientTrain record: it trained '
+            f'{trained} at full size without a curriculum, and '
+            f'{_ticks(tick, tick + 1, plan.by_iter)} would train '
+            f'{now.describe(span=False)}',
+            fix='Resume it without EfficientTrainHook (the full-size run it '
+            'was)',
+            floor=_not_below(self.curriculum, 1.0, final),
+            past=[0] * len(plan.edges))
+
+    def _recorded_change(self, runner, record: dict,
+                         tick: int) -> Optional['_Change']:
+        """Compare the recorded plan with this one; None if they agree
+        (then this plan continues the recorded one, re-plans included)."""
+        plan = self.schedule
+        before = Curriculum(record['curriculum'])
+        known = 'edges' in record
+        if known:
+            length = record['epoch_length']
+            edges = _retick(record['edges'], length, plan.epoch_length)
+            trained = max(tick, _retick([record['trained']], length,
+                                        plan.epoch_length)[0])
+            full = record['full_size']
+        else:
+            runner.logger.info(
+                'The checkpoint does not record its stage boundaries (saved '
+                'by an older mmet): only its curriculum is checked, and its '
+                'epochs are taken to have trained the current plan.')
+            edges, trained, full = None, tick, self.full_size
+        history = StageSchedule(
+            before, plan.max_epochs,
+            tuple(full) if isinstance(full, list) else full,
+            plan.epoch_length, edges)
+        last, now = history.index_at(max(trained - 1, 0)), plan.index_at(tick)
+        was, will = history.state(last), plan.state(now)
+        back = f'{_ticks(tick, tick + 1, plan.by_iter)} would go back to ' \
+            f'{will.describe(span=False)} after {was.describe(span=False)}'
+
+        if before != self.curriculum:
+            cause = 'the checkpoint was trained with a different ' \
+                f'curriculum: {_describe_change(before, self.curriculum)}'
+            if will.bandwidth < was.bandwidth or \
+                    will.magnitude < was.magnitude:
+                cause += f', and {back}'
+            floor = _not_below(self.curriculum, was.bandwidth, was.magnitude)
+            if floor is None:
+                cause += ' (no stage of the new curriculum keeps B and m at ' \
+                    f'{was.describe(span=False)} or above)'
+            return _Change(cause, 'Resume with the curriculum you started '
+                           'with', floor, None)
+
+        settings, fix = _settings_change(record, plan) if known else ('', '')
+        if not settings:
+            plan.extend_from(tick, last, history.edges)
+            return None
+        changed = _differences(history, plan, trained)
+        if not changed and now >= last:
+            return None
+        parts = []
+        if changed:
+            a, b, old, new = changed[-1]
+            parts.append(
+                f'{_ticks(changed[0][0], b, plan.by_iter)}, already trained, '
+                f'would change stage ({_ticks(a, b, plan.by_iter)} trained '
+                f'{history.state(old).describe(span=False)}, now '
+                f'{plan.state(new).describe(span=False)})')
+        if now < last:
+            parts.append(back)
+        return _Change(f'{settings}: ' + ', and '.join(parts), fix, last,
+                       history.edges)
+
+    def _resolve(self, runner, change: '_Change', tick: int) -> None:
+        """Refuse, warn or re-plan, as ``allow_curriculum_change`` says."""
+        plan, mode = self.schedule, self.allow_curriculum_change
+        when = _ticks(tick, tick + 1, plan.by_iter)
+        if mode is True:
+            runner.logger.warning(
+                f'Resuming although {change.cause}; allowed by '
+                'allow_curriculum_change=True: the new plan goes on from '
+                f'{when}.')
             return
-        before = Curriculum(saved['curriculum'])
-        if before == self.curriculum:
+        if mode == 'extend' and change.floor is not None:
+            plan.extend_from(tick, change.floor, change.past)
+            spans = [plan.state(i).describe()
+                     for i in range(len(plan.curriculum))
+                     if plan.edges[i + 1] > max(plan.edges[i], tick)]
+            runner.logger.warning(
+                f'Resuming although {change.cause}; allow_curriculum_change='
+                f"'extend' re-plans from {when} without going back: "
+                f"{', '.join(spans)}.")
             return
-        changes = _describe_change(before, self.curriculum)
-        message = (
-            'The checkpoint was trained with a different curriculum: '
-            f'{changes}. Resuming would continue with the new one from the '
-            'resumed epoch')
-        if not self.allow_curriculum_change:
-            raise RuntimeError(
-                f'{message}. Resume with the curriculum you started with, or '
-                'set allow_curriculum_change=True on EfficientTrainHook to '
-                'continue with the new one.')
-        runner.logger.warning(f'{message}; allowed by '
-                              'allow_curriculum_change=True.')
+        fixes = [change.fix]
+        if change.floor is not None:
+            unit = 'iterations' if plan.by_iter else 'epochs'
+            fixes.append(
+                "set allow_curriculum_change='extend' on EfficientTrainHook "
+                f'to re-plan the remaining {unit} without going back (each '
+                'trains the later of its new stage and '
+                f'{plan.state(change.floor).describe(span=False)})')
+        fixes.append('set allow_curriculum_change=True to continue on the '
+                     'new plan as it is')
+        raise RuntimeError(f'Cannot resume: {change.cause}. ' +
+                           ', or '.join(fixes) + '.')
+
+
+class _Change(NamedTuple):
+    """A resume that moves the plan: why, the fix, and how ``'extend'``
+    re-plans it: the stage not to go below (None: none can) and the edges
+    trained so far (None: this plan's)."""
+    cause: str
+    fix: str
+    floor: Optional[int]
+    past: Optional[List[int]]
+
+
+def _ticks(a: int, b: int, by_iter: bool) -> str:
+    """Epochs (or iterations) ``[a, b)``, from 1: ``'epoch 4'``,
+    ``'epochs 2-4'``, ``'iterations 121-160'``."""
+    unit = 'iteration' if by_iter else 'epoch'
+    return f'{unit} {b}' if b - a == 1 else f'{unit}s {a + 1}-{b}'
+
+
+def _retick(ticks: List[int], before: Optional[int],
+            now: Optional[int]) -> List[int]:
+    """Ticks of one clock on another; a clock is its iterations per epoch
+    (None: it counts epochs)."""
+    if before == now:
+        return list(ticks)
+    scale = (now or 1) / (before or 1)
+    return [int(math.floor(t * scale + 0.5)) for t in ticks]
+
+
+def _settings_change(record: dict, plan: StageSchedule) -> Tuple[str, str]:
+    """What moved the stage boundaries since ``record``, and the fix; empty
+    strings if nothing did."""
+    changes, fixes = [], []
+    if record['max_epochs'] != plan.max_epochs:
+        changes.append(f"max_epochs was {record['max_epochs']}, now "
+                       f'{plan.max_epochs}')
+        fixes.append(f"max_epochs={record['max_epochs']}")
+    before, now = record['epoch_length'], plan.epoch_length
+    if before != now:
+        changes.append(f'stages switched {_clock(before)} before, '
+                       f'{_clock(now)} now')
+        fixes.append('the train loader and pipeline the run trained with')
+    return ' and '.join(changes), 'Resume with ' + ' and '.join(fixes)
+
+
+def _clock(epoch_length: Optional[int]) -> str:
+    return f'by iteration ({epoch_length} an epoch)' if epoch_length else \
+        'by epoch'
+
+
+def _differences(before: StageSchedule, after: StageSchedule,
+                 end: int) -> List[Tuple[int, int, int, int]]:
+    """``(a, b, index before, index after)`` of each span ``[a, b)`` of the
+    ticks ``[0, end)`` whose stage differs."""
+    cuts = sorted({0, end} | {e for e in before.edges + after.edges
+                              if 0 < e < end})
+    spans = [(a, b, before.index_at(a), after.index_at(a))
+             for a, b in zip(cuts, cuts[1:])]
+    return [span for span in spans if span[2] != span[3]]
+
+
+def _not_below(curriculum: Curriculum, bandwidth: float,
+               magnitude: float) -> Optional[int]:
+    """The first stage from which on every stage has at least this B and
+    m; None if the last one has not."""
+    stages = curriculum.stages
+    return next((i for i in range(len(stages))
+                 if all(s.bandwidth >= bandwidth and s.magnitude >= magnitude
+                        for s in stages[i:])), None)
 
 
 def _describe_change(old: Curriculum, new: Curriculum) -> str:

@@ -105,16 +105,22 @@ class StageSchedule:
         epoch_length (int, optional): Iterations per epoch: given, stages
             switch at iterations (each stage gets its share to within one
             iteration); else at whole epochs.
+        edges (list[int], optional): First epoch (or iteration) of each
+            stage, then the end: a plan recorded in a checkpoint. Defaults
+            to the curriculum's boundaries.
     """
 
     def __init__(self, curriculum: Curriculum, max_epochs: int,
                  full_size: Optional[Size] = None,
-                 epoch_length: Optional[int] = None):
+                 epoch_length: Optional[int] = None,
+                 edges: Optional[List[int]] = None):
         self.curriculum, self.max_epochs = curriculum, max_epochs
         self.full_size, self.epoch_length = full_size, epoch_length
         ticks = max_epochs * epoch_length if epoch_length else max_epochs
         # without a run length (a driver used alone) stages have no span
-        self.edges = curriculum.boundaries(ticks) if ticks else None
+        if edges is None and ticks:
+            edges = curriculum.boundaries(ticks)
+        self.edges = edges
 
     @property
     def by_iter(self) -> bool:
@@ -126,6 +132,22 @@ class StageSchedule:
             if self.edges[i] <= tick:
                 return i
         return 0
+
+    def extend_from(self, tick: int, index: int,
+                    past: Optional[List[int]] = None) -> None:
+        """Re-plan from ``tick`` on without going back before stage
+        ``index``.
+
+        From ``tick`` on, each epoch (or iteration) trains the later of its
+        own stage and stage ``index``, so B and m never fall below stage
+        ``index``'s. Before ``tick``, the stages up to ``index`` keep their
+        edges in ``past`` (the plan trained so far; defaults to this one).
+        :meth:`index_at`, :meth:`states` and the spans of :meth:`state`
+        follow the new edges.
+        """
+        past = self.edges if past is None else past
+        self.edges = [min(p, tick) if i <= index else max(e, tick)
+                      for i, (p, e) in enumerate(zip(past, self.edges))]
 
     def stage_ticks(self) -> List[int]:
         """Epochs (or iterations) of each stage."""
