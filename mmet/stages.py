@@ -25,7 +25,7 @@ from mmengine.model import is_model_wrapper
 
 from .batch_randaug import BatchRandAugment
 from .curriculum import Curriculum, Stage, bandwidth_pixels, infer_family
-from .device_pipeline import BatchFourierCrop
+from .batch_transforms import BatchFourierCrop
 from .transforms import FourierCrop, StagedRandAug, StagedRandomResizedCrop
 
 Size = Union[int, Tuple[int, int]]
