@@ -209,7 +209,7 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
                 f'budget E={self.budget:g} full-size epochs costs more than '
                 f'the baseline_epochs={self.baseline_epochs:g} it is measured '
                 f'against ({1 / speedup:.3g}x its compute).')
-        self.replay_cfg = self._replay_cfg(replay, len(self.base_curriculum))
+        self.replay_cfg = self.replay_settings(replay, len(self.base_curriculum))
         self.low_res_batch = self._check_low_res_batch(
             low_res_batch, runner.optim_wrapper)
         self._base_accumulation: Optional[int] = None
@@ -298,7 +298,14 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
             'iteration and needs no re-plan.')
 
     @staticmethod
-    def _replay_cfg(replay, num_stages: int) -> Optional[dict]:
+    def replay_settings(replay, num_stages: int) -> Optional[dict]:
+        """The checked replay settings of ``replay`` (a preset name or a
+        dict) for ``num_stages`` stages; None without replay. Also read by
+        ``tools/analyze_curriculum.py``.
+
+        Raises:
+            ValueError: an unknown preset or settings that do not fit.
+        """
         if replay is None or replay is False:
             return None
         if isinstance(replay, str):

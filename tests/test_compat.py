@@ -31,8 +31,12 @@ def test_mmengine_loads_and_resumes_runner_checkpoints(runner_checkpoint):
     model = build_runner(tiny_cfg(work / 'load', num_workers=0)).model
     meta = load_checkpoint(model, ckpt)['meta']
     assert meta['epoch'] == 1
-    runner = build_runner(tiny_cfg(work, max_epochs=2, num_workers=0,
-                                   resume=True, load_from=ckpt))
+    # a longer run than the checkpoint's, on its new plan: this test is
+    # about loading, not the curriculum's resume check
+    runner = build_runner(tiny_cfg(
+        work, max_epochs=2, num_workers=0, resume=True, load_from=ckpt,
+        custom_hooks=[dict(type='EfficientTrainHook',
+                           allow_curriculum_change=True)]))
     runner.train()
     assert runner.epoch == 2 and runner.iter == 8
 

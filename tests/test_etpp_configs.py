@@ -161,3 +161,13 @@ def test_transformers_train_at_96px(model):
                     [DataSample().set_gt_label(i) for i in (1, 2)])['loss']
     loss.backward()
     assert torch.isfinite(loss)
+
+
+def test_analyze_curriculum_refuses_an_unknown_replay():
+    demo = osp.join(ROOT, 'configs/demo/fmnist_resnet_etpp.py')
+    res = subprocess.run(
+        [sys.executable, 'tools/analyze_curriculum.py', demo, '--cfg-options',
+         'train_cfg.replay=bogus'], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode != 0
+    assert "train_cfg.replay: Unknown replay preset 'bogus'; valid: " \
+        "['efficienttrain++']" in res.stderr

@@ -24,9 +24,9 @@ from mmengine.config import DictAction  # noqa: E402
 
 from mmet.cli import (add_curriculum_args,  # noqa: E402
                       apply_curriculum_args, load_config)
-from mmet.curriculum import (BASELINE_EPOCHS, ETPP_REPLAY,  # noqa: E402
-                             Curriculum, budget_for_speedup)
-from mmet.loops import switches_by_iter  # noqa: E402
+from mmet.curriculum import (BASELINE_EPOCHS, Curriculum,  # noqa: E402
+                             budget_for_speedup)
+from mmet.loops import EfficientTrainLoop, switches_by_iter  # noqa: E402
 from mmet.stages import StageDriver  # noqa: E402
 
 
@@ -63,9 +63,11 @@ def find_budget_plan(cfg):
         budget = budget_for_speedup(loop['speedup'], baseline)
     else:
         raise SystemExit('EfficientTrainLoop needs budget=E or speedup=.')
-    replay = loop.get('replay')
-    if isinstance(replay, str):
-        replay = ETPP_REPLAY
+    try:  # the loop's own validation: a bogus replay fails here too
+        replay = EfficientTrainLoop.replay_settings(
+            loop.get('replay'), len(driver.curriculum))
+    except ValueError as e:
+        raise SystemExit(f'train_cfg.replay: {e}') from None
     times = replay['times'] if replay else None
     by_iter = switches_by_iter(driver, replay, loop.get('low_res_batch', 1))
     plan = driver.curriculum.plan(budget, times, every_stage=not by_iter)
