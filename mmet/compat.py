@@ -313,10 +313,12 @@ def _save_then_remove(save):
 
     @functools.wraps(save)
     def wrapper(self, runner, *args, **kwargs):
-        if isinstance(self.file_backend, _DeferredRemovals):
-            # nested: _save_best_checkpoint calls _save_checkpoint_with_step
+        backend = getattr(self, 'file_backend', None)
+        # nested (_save_best_checkpoint calls _save_checkpoint_with_step), or
+        # a Runner.val() without training: before_train made no backend, and
+        # the save returns early (nothing to save)
+        if backend is None or isinstance(backend, _DeferredRemovals):
             return save(self, runner, *args, **kwargs)
-        backend = self.file_backend
         self.file_backend = deferred = _DeferredRemovals(backend)
         _mm_ckpt_hook.open = _atomic_open
         try:

@@ -108,6 +108,24 @@ def trained_hook(work, **kwargs):
                         if isinstance(h, CheckpointHook))
 
 
+def test_validation_without_training_passes_the_checkpoint_hook(tmp_path):
+    """Runner.val() alone: CheckpointHook's best save runs after the val
+    epoch (and, without save_best, returns at once) before any before_train
+    made its file backend."""
+    val_data = dict(
+        batch_size=8, num_workers=0,
+        sampler=dict(type='DefaultSampler', shuffle=False),
+        dataset=dict(type='TinyImages', num=8,
+                     pipeline=[dict(type='PackInputs')]))
+    runner = build_runner(tiny_cfg(
+        tmp_path, num_workers=0, custom_hooks=[],
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook',
+                                           interval=1)),
+        val_dataloader=val_data, val_cfg=dict(),
+        val_evaluator=dict(type='Accuracy', topk=(1, ))))
+    assert 'accuracy/top1' in runner.val()
+
+
 def test_a_failed_save_keeps_the_checkpoint_it_replaces(tmp_path,
                                                         monkeypatch):
     runner, hook = trained_hook(tmp_path, default_hooks=dict(
