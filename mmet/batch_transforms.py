@@ -27,7 +27,7 @@ CPU path's.
 """
 import math
 from types import SimpleNamespace
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F

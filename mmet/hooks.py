@@ -3,10 +3,10 @@
 One job: map the training clock to a stage. The pieces it connects live
 elsewhere: :mod:`mmet.stages` finds, adapts and drives the staged transforms
 (and owns the full size and the stage text), :mod:`mmet.checks` holds the
-checks, :mod:`mmet.swin` the Swin windows that follow B.
+checks, :mod:`mmet.resume` whether a resume continues the plan its checkpoint
+trained, :mod:`mmet.swin` the Swin windows that follow B.
 """
-import math
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 from mmengine.hooks import Hook
 from mmengine.runner import EpochBasedTrainLoop
@@ -18,6 +18,7 @@ from .checks import (check_drivable, check_first_batch,
                      preflight_model, preflight_pipeline)
 from .curriculum import Curriculum
 from .mae import check_mae_model
+from .resume import check_resume, plan_record
 from .stages import (StageDriver, StageSchedule, StageState, Size,
                      unwrap_model)
 from .swin import SwinWindowHook, SwinWindows
@@ -316,22 +317,15 @@ class EfficientTrainHook(Hook):
     # checkpoints ------------------------------------------------------------
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         meta = checkpoint.setdefault('meta', {})
-        record = dict(curriculum=self.curriculum.to_list())
-        plan = self.schedule
-        if plan is not None and plan.edges is not None:
-            # a checkpoint by iteration resumes into the epoch it was saved
-            # in, so that epoch counts as trained
-            if plan.by_iter:
-                trained = meta.get('iter', runner.iter)
-            else:
-                trained = runner.epoch if self._epoch is None else \
-                    self._epoch + 1
-            full = self.full_size
-            record.update(
-                max_epochs=plan.max_epochs, epoch_length=plan.epoch_length,
-                edges=list(plan.edges), trained=trained,
-                full_size=list(full) if isinstance(full, tuple) else full)
-        meta['efficienttrain'] = record
+        # a checkpoint by iteration resumes into the epoch it was saved in,
+        # so that epoch counts as trained
+        if self.schedule is not None and self.schedule.by_iter:
+            trained = meta.get('iter', runner.iter)
+        else:
+            trained = runner.epoch if self._epoch is None else \
+                self._epoch + 1
+        meta['efficienttrain'] = plan_record(self.curriculum, self.schedule,
+                                             self.full_size, trained)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         # only before_train knows whether this is a resume (the loop's epoch
@@ -339,210 +333,13 @@ class EfficientTrainHook(Hook):
         self._loaded = checkpoint.get('meta') or {}
 
     def _check_resume(self, runner) -> None:
-        """Hold a resume to the plan its checkpoint trained on (see the
-        class); runs once the loop has the checkpoint's epoch."""
+        """Hold a resume to the plan its checkpoint trained on (see
+        :mod:`mmet.resume`); runs once the loop has the checkpoint's epoch.
+        """
         meta, self._loaded = self._loaded, None
         if meta is None or not (runner.epoch or runner.iter):
             return  # nothing trained yet: load_from starts a fresh plan
-        plan = self.schedule
-        tick = runner.iter if plan.by_iter else runner.epoch
-        record = meta.get('efficienttrain')
-        change = self._baseline_change(tick) if record is None else \
-            self._recorded_change(runner, record, tick)
-        if change is not None:
-            self._resolve(runner, change, tick)
-
-    def _baseline_change(self, tick: int) -> Optional['_Change']:
-        """A checkpoint without a record: trained at full size, final m."""
-        plan = self.schedule
-        final = self.curriculum.stages[-1].magnitude
-        now = plan.state(plan.index_at(tick))
-        if now.bandwidth >= 1 and now.magnitude >= final:
-            return None
-        # a checkpoint by iteration in the first epoch trained part of it
-        trained = _ticks(0, max(tick, 1), plan.by_iter)
-        return _Change(
-            cause=f'the checkpoint has no EfficientTrain record: it trained '
-            f'{trained} at full size without a curriculum, and '
-            f'{_ticks(tick, tick + 1, plan.by_iter)} would train '
-            f'{now.describe(span=False)}',
-            fix='Resume it without EfficientTrainHook (the full-size run it '
-            'was)',
-            floor=_not_below(self.curriculum, 1.0, final),
-            past=[0] * len(plan.edges))
-
-    def _recorded_change(self, runner, record: dict,
-                         tick: int) -> Optional['_Change']:
-        """Compare the recorded plan with this one; None if they agree
-        (then this plan continues the recorded one, re-plans included)."""
-        plan = self.schedule
-        before = Curriculum(record['curriculum'])
-        known = 'edges' in record
-        if known:
-            length = record['epoch_length']
-            edges = _retick(record['edges'], length, plan.epoch_length)
-            trained = max(tick, _retick([record['trained']], length,
-                                        plan.epoch_length)[0])
-            full = record['full_size']
-        else:
-            runner.logger.info(
-                'The checkpoint does not record its stage boundaries (saved '
-                'by an older mmet): only its curriculum is checked, and its '
-                'epochs are taken to have trained the current plan.')
-            edges, trained, full = None, tick, self.full_size
-        history = StageSchedule(
-            before, plan.max_epochs,
-            tuple(full) if isinstance(full, list) else full,
-            plan.epoch_length, edges)
-        last, now = history.index_at(max(trained - 1, 0)), plan.index_at(tick)
-        was, will = history.state(last), plan.state(now)
-        back = f'{_ticks(tick, tick + 1, plan.by_iter)} would go back to ' \
-            f'{will.describe(span=False)} after {was.describe(span=False)}'
-
-        if before != self.curriculum:
-            cause = 'the checkpoint was trained with a different ' \
-                f'curriculum: {_describe_change(before, self.curriculum)}'
-            if will.bandwidth < was.bandwidth or \
-                    will.magnitude < was.magnitude:
-                cause += f', and {back}'
-            floor = _not_below(self.curriculum, was.bandwidth, was.magnitude)
-            if floor is None:
-                cause += ' (no stage of the new curriculum keeps B and m at ' \
-                    f'{was.describe(span=False)} or above)'
-            return _Change(cause, 'Resume with the curriculum you started '
-                           'with', floor, None)
-
-        settings, fix = _settings_change(record, plan) if known else ('', '')
-        if not settings:
-            plan.extend_from(tick, last, history.edges)
-            return None
-        changed = _differences(history, plan, trained)
-        if not changed and now >= last:
-            return None
-        parts = []
-        if changed:
-            a, b, old, new = changed[-1]
-            parts.append(
-                f'{_ticks(changed[0][0], b, plan.by_iter)}, already trained, '
-                f'would change stage ({_ticks(a, b, plan.by_iter)} trained '
-                f'{history.state(old).describe(span=False)}, now '
-                f'{plan.state(new).describe(span=False)})')
-        if now < last:
-            parts.append(back)
-        return _Change(f'{settings}: ' + ', and '.join(parts), fix, last,
-                       history.edges)
-
-    def _resolve(self, runner, change: '_Change', tick: int) -> None:
-        """Refuse, warn or re-plan, as ``allow_curriculum_change`` says."""
-        plan, mode = self.schedule, self.allow_curriculum_change
-        when = _ticks(tick, tick + 1, plan.by_iter)
-        if mode is True:
-            runner.logger.warning(
-                f'Resuming although {change.cause}; allowed by '
-                'allow_curriculum_change=True: the new plan goes on from '
-                f'{when}.')
-            return
-        if mode == 'extend' and change.floor is not None:
-            plan.extend_from(tick, change.floor, change.past)
-            spans = [plan.state(i).describe()
-                     for i in range(len(plan.curriculum))
-                     if plan.edges[i + 1] > max(plan.edges[i], tick)]
-            runner.logger.warning(
-                f'Resuming although {change.cause}; allow_curriculum_change='
-                f"'extend' re-plans from {when} without going back: "
-                f"{', '.join(spans)}.")
-            return
-        fixes = [change.fix]
-        if change.floor is not None:
-            unit = 'iterations' if plan.by_iter else 'epochs'
-            fixes.append(
-                "set allow_curriculum_change='extend' on EfficientTrainHook "
-                f'to re-plan the remaining {unit} without going back (each '
-                'trains the later of its new stage and '
-                f'{plan.state(change.floor).describe(span=False)})')
-        fixes.append('set allow_curriculum_change=True to continue on the '
-                     'new plan as it is')
-        raise RuntimeError(f'Cannot resume: {change.cause}. ' +
-                           ', or '.join(fixes) + '.')
-
-
-class _Change(NamedTuple):
-    """A resume that moves the plan: why, the fix, and how ``'extend'``
-    re-plans it: the stage not to go below (None: none can) and the edges
-    trained so far (None: this plan's)."""
-    cause: str
-    fix: str
-    floor: Optional[int]
-    past: Optional[List[int]]
-
-
-def _ticks(a: int, b: int, by_iter: bool) -> str:
-    """Epochs (or iterations) ``[a, b)``, from 1: ``'epoch 4'``,
-    ``'epochs 2-4'``, ``'iterations 121-160'``."""
-    unit = 'iteration' if by_iter else 'epoch'
-    return f'{unit} {b}' if b - a == 1 else f'{unit}s {a + 1}-{b}'
-
-
-def _retick(ticks: List[int], before: Optional[int],
-            now: Optional[int]) -> List[int]:
-    """Ticks of one clock on another; a clock is its iterations per epoch
-    (None: it counts epochs)."""
-    if before == now:
-        return list(ticks)
-    scale = (now or 1) / (before or 1)
-    return [int(math.floor(t * scale + 0.5)) for t in ticks]
-
-
-def _settings_change(record: dict, plan: StageSchedule) -> Tuple[str, str]:
-    """What moved the stage boundaries since ``record``, and the fix; empty
-    strings if nothing did."""
-    changes, fixes = [], []
-    if record['max_epochs'] != plan.max_epochs:
-        changes.append(f"max_epochs was {record['max_epochs']}, now "
-                       f'{plan.max_epochs}')
-        fixes.append(f"max_epochs={record['max_epochs']}")
-    before, now = record['epoch_length'], plan.epoch_length
-    if before != now:
-        changes.append(f'stages switched {_clock(before)} before, '
-                       f'{_clock(now)} now')
-        fixes.append('the train loader and pipeline the run trained with')
-    return ' and '.join(changes), 'Resume with ' + ' and '.join(fixes)
-
-
-def _clock(epoch_length: Optional[int]) -> str:
-    return f'by iteration ({epoch_length} an epoch)' if epoch_length else \
-        'by epoch'
-
-
-def _differences(before: StageSchedule, after: StageSchedule,
-                 end: int) -> List[Tuple[int, int, int, int]]:
-    """``(a, b, index before, index after)`` of each span ``[a, b)`` of the
-    ticks ``[0, end)`` whose stage differs."""
-    cuts = sorted({0, end} | {e for e in before.edges + after.edges
-                              if 0 < e < end})
-    spans = [(a, b, before.index_at(a), after.index_at(a))
-             for a, b in zip(cuts, cuts[1:])]
-    return [span for span in spans if span[2] != span[3]]
-
-
-def _not_below(curriculum: Curriculum, bandwidth: float,
-               magnitude: float) -> Optional[int]:
-    """The first stage from which on every stage has at least this B and
-    m; None if the last one has not."""
-    stages = curriculum.stages
-    return next((i for i in range(len(stages))
-                 if all(s.bandwidth >= bandwidth and s.magnitude >= magnitude
-                        for s in stages[i:])), None)
-
-
-def _describe_change(old: Curriculum, new: Curriculum) -> str:
-    """A short, human-readable difference between two curricula."""
-    if len(old) != len(new):
-        return f'{len(old)} stages before, {len(new)} now ({new!r})'
-    diffs = []
-    for i, (a, b) in enumerate(zip(old.stages, new.stages)):
-        for field in ('share', 'bandwidth', 'magnitude'):
-            x, y = getattr(a, field), getattr(b, field)
-            if x != y:
-                diffs.append(f'stage {i + 1} {field} {x:.4g} -> {y:.4g}')
-    return ', '.join(diffs)
+        tick = runner.iter if self.schedule.by_iter else runner.epoch
+        check_resume(self.schedule, meta.get('efficienttrain'), tick,
+                     self.allow_curriculum_change, info=runner.logger.info,
+                     warn=runner.logger.warning)
