@@ -154,6 +154,20 @@ def tiny_cfg(work_dir, pipeline=None, custom_hooks=None, max_epochs=5,
     return cfg
 
 
+def on_the_batched_path(cfg):
+    """Move a tiny config's augmentation into the trainer: the 32 px images
+    go to a DeviceAugmentPreprocessor (padded crop, flip, RandAugment,
+    Fourier crop), the pipeline only packs them."""
+    cfg['model']['data_preprocessor'] = dict(
+        type='DeviceAugmentPreprocessor', crop_size=32, crop_padding=4,
+        num_classes=4, mean=[128] * 3, std=[64] * 3,
+        randaug=dict(policies='timm_increasing', num_policies=2,
+                     magnitude_level=9, magnitude_std=0.5))
+    cfg['train_dataloader']['dataset']['pipeline'] = [
+        dict(type='PackInputs')]
+    return cfg
+
+
 def build_runner(cfg):
     from mmengine.config import Config
     from mmengine.runner import Runner

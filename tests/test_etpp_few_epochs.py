@@ -10,7 +10,7 @@ backbone (``ResNet_CIFAR``: resnet) in both.
 import os.path as osp
 
 import pytest
-from conftest import build_runner, recorder, tiny_cfg
+from conftest import build_runner, on_the_batched_path, recorder, tiny_cfg
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
@@ -88,13 +88,7 @@ class IterInputRecorder(Hook):
 def test_on_the_batched_path_stages_switch_by_iteration(tmp_path):
     cfg = etpp_cfg(tmp_path / 'work',
                    custom_hooks=[dict(type='IterInputRecorder')])
-    cfg['model']['data_preprocessor'] = dict(
-        type='DeviceAugmentPreprocessor', crop_size=32, crop_padding=4,
-        num_classes=4, mean=[128] * 3, std=[64] * 3,
-        randaug=dict(policies='timm_increasing', num_policies=2,
-                     magnitude_level=9, magnitude_std=0.5))
-    cfg['train_dataloader']['dataset']['pipeline'] = [
-        dict(type='PackInputs')]
+    on_the_batched_path(cfg)
     runner = build_runner(cfg)
     runner.train()
     loop = runner.train_loop

@@ -3,7 +3,7 @@ is refused with the smallest that works, a speedup below 1 is warned of."""
 import os.path as osp
 
 import pytest
-from conftest import build_runner
+from conftest import build_runner, on_the_batched_path
 from test_etpp_few_epochs import etpp_cfg as preset_cfg
 from test_etpp_loop import etpp_cfg
 
@@ -37,13 +37,7 @@ def test_a_warm_up_longer_than_the_budget_names_the_smallest_budget(
 def batched(work_dir, budget):
     cfg = preset_cfg(work_dir, num_workers=0, custom_hooks=[])
     cfg['train_cfg']['budget'] = budget
-    cfg['model']['data_preprocessor'] = dict(
-        type='DeviceAugmentPreprocessor', crop_size=32, crop_padding=4,
-        num_classes=4, mean=[128] * 3, std=[64] * 3,
-        randaug=dict(policies='timm_increasing', num_policies=2,
-                     magnitude_level=9, magnitude_std=0.5))
-    cfg['train_dataloader']['dataset']['pipeline'] = [
-        dict(type='PackInputs')]
+    on_the_batched_path(cfg)
     return cfg
 
 

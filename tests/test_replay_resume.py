@@ -10,7 +10,7 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import build_runner, tiny_cfg
+from conftest import build_runner, on_the_batched_path, tiny_cfg
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 from mmpretrain.structures import DataSample
@@ -230,13 +230,7 @@ def test_mid_epoch_resume_trains_the_plan_and_keeps_the_clock(tmp_path):
 def batched_cfg(work_dir, **kwargs):
     """The batched path: stages switch by iteration, here mid-epoch."""
     cfg = etpp_cfg(work_dir, loop=dict(replay=None, budget=3), **kwargs)
-    cfg['model']['data_preprocessor'] = dict(
-        type='DeviceAugmentPreprocessor', crop_size=32, crop_padding=4,
-        num_classes=4, mean=[128] * 3, std=[64] * 3,
-        randaug=dict(policies='timm_increasing', num_policies=2,
-                     magnitude_level=9, magnitude_std=0.5))
-    cfg['train_dataloader']['dataset']['pipeline'] = [
-        dict(type='PackInputs')]
+    on_the_batched_path(cfg)
     cfg['log_level'] = 'INFO'
     return cfg
 
