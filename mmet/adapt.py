@@ -7,7 +7,8 @@ config already has, keeping every argument:
 
 - ``RandAugment`` becomes :class:`~mmet.transforms.StagedRandAug` with the
   same policies, ``num_policies``, ``magnitude_std``, ``total_level`` and
-  ``hparams``; its configured ``magnitude_level`` is the final stage's.
+  ``hparams``; the curriculum then sets its m per stage (the presets end at
+  m=9; the hook warns where the config's ``magnitude_level`` differs).
 - ``low_pass='fourier'``: a :class:`~mmet.transforms.FourierCrop` to the
   output size of the last resize/crop goes just before the packing
   transform, after every full-size augmentation (the paper's order, as
@@ -174,7 +175,8 @@ def _staged_randaug(t: RandAugment) -> Tuple[StagedRandAug, str]:
         f'RandAugment -> StagedRandAug (the same {len(t.policies)} '
         f'policies, num_policies={t.num_policies}, '
         f'magnitude_std={t.magnitude_std}, total_level={t.total_level}; '
-        f'magnitude_level={t.magnitude_level:g} is the final stage\'s)')
+        f'magnitude_level={t.magnitude_level:g} in the config; the '
+        'curriculum sets m per stage)')
 
 
 def _staged_crop(t: RandomResizedCrop
@@ -223,6 +225,16 @@ def _check_magnitude(transforms: list, det: bool) -> List[int]:
                     'drive only some samples. Put '
                     "dict(type='StagedRandAug', ...) with RandAugment's "
                     f'arguments in its place yourself, or {fix}.')
+            if t.magnitude_level > t.total_level:
+                # mmpretrain extrapolates its ranges; a stage's m does not
+                raise AdaptationError(
+                    f'The train pipeline has RandAugment(magnitude_level='
+                    f'{t.magnitude_level:g}, total_level={t.total_level:g}), '
+                    'beyond its own scale, which mmet does not stage: the '
+                    "curriculum's m lies on the 0-total_level scale (the "
+                    'presets end at m=9 of 10). Set magnitude_level to at '
+                    f'most {t.total_level:g}, or {fix} to keep this '
+                    'RandAugment as it is.')
             found.append(top[id(t)])
     return found
 

@@ -72,6 +72,16 @@ def check_drivable(driver: StageDriver, warn=None) -> None:
                 'so that m lies outside its scale. Set total_level=10 '
                 "(mmpretrain's scale, which the presets use) or give stages "
                 f'magnitudes of at most {level:g}.')
+    final, configured = driver.curriculum.stages[-1].magnitude, \
+        driver.final_magnitude
+    if driver.changes_magnitude and configured is not None and \
+            configured != final and warn is not None:
+        warn(f'The train pipeline configures RandAugment at magnitude_level='
+             f'{configured:g}, but the curriculum ends at m={final:g}, so its '
+             'last stage trains another augmentation strength than the '
+             'config. Give the hook a curriculum whose last stage has '
+             f'magnitude={configured:g} to keep the recipe, or set '
+             f'magnitude_level={final:g}.')
     if driver.changes_magnitude and not driver.magnitude_transforms and \
             driver.changes and warn is not None:
         warn('The curriculum changes the RandAugment magnitude m, but the '

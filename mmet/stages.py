@@ -179,8 +179,10 @@ class StagedTransform:
     """One transform (or batch transform) the curriculum drives.
 
     A bandwidth transform's configured size is its full size; the stage sets
-    ``bandwidth * full`` in pixels. A magnitude transform's configured level
-    is the final stage's; the stage sets its m. The configured value is kept
+    ``bandwidth * full`` in pixels. A magnitude transform gets each stage's
+    m as it is (the curriculum's m are on mmpretrain's 0-10 scale); its
+    configured level is what tools read as the final m (see
+    :func:`~mmet.checks.check_drivable`). The configured value is kept
     on the transform itself, so binding again (a second ``runner.train()``,
     a tool) after a stage was applied still finds the full size.
 

@@ -248,8 +248,8 @@ class StagedRandAug(RandAugment):
 
     Args:
         magnitude_level (float): Magnitude on the 0-``total_level`` scale. In
-            a curriculum this is the final stage's value; the hook sets the
-            others. ``0`` disables the transform entirely, so early stages
+            a curriculum write the final stage's value; the hook sets each
+            stage's m (and warns where the final one differs). ``0`` disables the transform entirely, so early stages
             see unaugmented images (the magnitude-free policies such as
             Equalize would otherwise still fire).
         policies (str | list[dict]): As in :class:`RandAugment`. Defaults to

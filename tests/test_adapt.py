@@ -177,6 +177,10 @@ PACK = dict(type='PackInputs')
      'RandomFlip come(s) after PackInputs'),
     ([dict(type='CenterCrop', crop_size=224), PACK], 'resize',
      "Use low_pass='fourier'"),
+    ([RRC, dict(type='RandAugment', policies='timm_increasing',
+                num_policies=2, magnitude_level=12), PACK], 'fourier',
+     'RandAugment(magnitude_level=12, total_level=10), beyond its own '
+     'scale'),  # ResNeSt's recipe
     ([RRC, dict(type='BEiTMaskGenerator', input_size=14,
                       num_masking_patches=75), PACK], 'fourier',
      'BEiTMaskGenerator draws its mask'),

@@ -3,6 +3,8 @@
 Real Runners on the tiny data of ``conftest.py``; the folder tests read
 real JPEGs with mmpretrain's ``CustomDataset``.
 """
+import os.path as osp
+
 import pytest
 from conftest import build_runner, recorder, tiny_cfg, tiny_pipeline
 from test_data_errors import folder_cfg, write_folder
@@ -104,3 +106,20 @@ def test_empty_first_image_is_named_by_the_preflight(tmp_path):
     with pytest.raises(RuntimeError) as err:
         runner.train()
     assert f'on {paths[0]}: {paths[0]} is empty (0 bytes' in str(err.value)
+
+
+def test_a_configured_magnitude_other_than_the_final_m_is_warned(tmp_path):
+    """The curriculum's m are absolute: StagedRandAug(magnitude_level=7)
+    under the ET preset trains m=9 in the last stage, and the log says so."""
+    pipeline = tiny_pipeline()
+    pipeline[1] = dict(type='StagedRandAug', magnitude_level=7,
+                       hparams=dict(pad_val=128))
+    runner = build_runner(tiny_cfg(
+        tmp_path, num_workers=0, max_epochs=5, pipeline=pipeline,
+        custom_hooks=[dict(type='EfficientTrainHook'),
+                      dict(type='BatchRecorder')]))
+    runner.train()
+    assert recorder(runner)[4]['magnitudes'] == {9}
+    log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
+    assert 'configures RandAugment at magnitude_level=7, but the curriculum ' \
+        'ends at m=9' in log
