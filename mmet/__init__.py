@@ -1,4 +1,7 @@
 """mmet: EfficientTrain curricula for MMEngine, mmpretrain and mmdet."""
+import contextlib
+import sys
+
 from .curriculum import (PRESETS, BudgetPlan, Curriculum, CurriculumError,
                          Stage, budget_for_speedup)
 from .version import __version__
@@ -7,7 +10,11 @@ __all__ = ['Curriculum', 'CurriculumError', 'Stage', 'PRESETS', '__version__',
            'BudgetPlan', 'budget_for_speedup']
 
 try:  # the OpenMMLab parts need torch, mmengine, mmcv and mmpretrain
-    import mmpretrain  # noqa: F401
+    # onedl-mmpretrain prints a note ('Could not import OneDL') on stdout,
+    # where the tools write their JSON, when its datasets are first
+    # imported (mmet's modules import them): it goes to stderr
+    with contextlib.redirect_stdout(sys.stderr):
+        import mmpretrain.datasets  # noqa: F401
 except ModuleNotFoundError as e:  # pure-schedule use, e.g. analysis tools
     if e.name != 'mmpretrain':
         raise

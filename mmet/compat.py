@@ -1,20 +1,28 @@
-"""Fixes for the pinned OpenMMLab stack on modern torch, applied on import.
+"""Fixes for the OpenMMLab stacks on modern torch, applied on import.
 
-Each fix is applied only where it bites, and each has a test that fails
-without it: ``tests/test_compat.py`` (checkpoints),
+Two stacks are supported (``MMET_STACK``, README "Two commands"): upstream
+mmengine 0.10.7 and the maintained fork, onedl-mmengine 0.10.12 (same
+import names). Each fix is applied only where it bites, told from the
+installed versions, and each has a test that fails without it on the stack
+that needs it: ``tests/test_compat.py`` (checkpoints),
 ``tests/test_checkpoint_safety.py`` (killed saves, broken checkpoints) and
-``tests/test_distributed.py`` (DDP on CPU).
+``tests/test_distributed.py`` (DDP on CPU). All but the first apply to both
+stacks (the fork's code there is upstream's).
 
-- torch >= 2.6 loads with ``weights_only=True`` by default. mmengine never
-  passes the argument, so its own checkpoints (which hold ``HistoryBuffer``
-  and numpy scalars in ``message_hub``) cannot be read back: ``--resume``,
-  ``load_from`` and ``init_cfg=dict(type='Pretrained')`` all fail. The fix
-  gives mmengine's checkpoint module a ``torch`` whose ``load`` unpickles
-  fully. It is scoped: ``torch.load`` elsewhere keeps its safe default.
-  URL schemes (``http(s)://``, ``torchvision://``, ``open-mmlab://``) need
-  no fix: mmengine's ``load_url`` is torch's ``load_state_dict_from_url``,
-  which passes ``weights_only=False`` itself. Unpickling can run code, so
-  load only checkpoints you trust (your own runs').
+- torch >= 2.6 loads with ``weights_only=True`` by default. mmengine up to
+  0.10.7 never passes the argument, so its own checkpoints (which hold
+  ``HistoryBuffer`` and numpy scalars in ``message_hub``) cannot be read
+  back: ``--resume``, ``load_from`` and ``init_cfg=dict(type='Pretrained')``
+  all fail. The fix gives mmengine's checkpoint module a ``torch`` whose
+  ``load`` unpickles fully. It is scoped: ``torch.load`` elsewhere keeps its
+  safe default. URL schemes (``http(s)://``, ``torchvision://``,
+  ``open-mmlab://``) need no fix: mmengine's ``load_url`` is torch's
+  ``load_state_dict_from_url``, which passes ``weights_only=False`` itself.
+  The fork (from 0.10.8) loads by itself, in the same module: first with
+  ``weights_only=True`` and an allow-list that covers the Runner's
+  checkpoints, unpickling fully only for a file that fails that, so there
+  the fix is not applied. Unpickling can run code, so load only
+  checkpoints you trust (your own runs').
 - mmengine's ``--launcher pytorch`` always calls ``torch.cuda.set_device``
   and wraps the model in DDP with ``device_ids=[LOCAL_RANK]``; on a machine
   without CUDA both fail, so torchrun/Slurm DDP cannot run on CPUs. The fix
@@ -83,6 +91,7 @@ import zipfile
 from pathlib import Path
 from typing import List, Optional, Set, Union
 
+import mmengine
 import torch
 import torch.distributed as torch_dist
 from mmengine.dist import is_main_process
@@ -110,7 +119,14 @@ class _FullUnpicklingTorch:
 
 
 def _needs_full_unpickling() -> bool:
-    return digit_version(torch.__version__) >= digit_version('2.6.0')
+    """Whether mmengine's checkpoint loading needs ``_FullUnpicklingTorch``:
+    torch defaults to ``weights_only=True`` and this mmengine passes nothing.
+
+    onedl-mmengine 0.10.8 (the fork's first release; upstream stopped at
+    0.10.7) added its own ``weights_only`` handling to the module.
+    """
+    return (digit_version(torch.__version__) >= digit_version('2.6.0')
+            and digit_version(mmengine.__version__) < digit_version('0.10.8'))
 
 
 def _restart_store(rank: int, world_size: int):

@@ -105,6 +105,8 @@ def test_non_square_image_to_square_b_keeps_the_anisotropic_band():
 
 
 # StagedRandAug ---------------------------------------------------------------
+# in mmpretrain's scope: its RandAugment builds the ops in the default scope,
+# and mmdet's Rotate (the COCO tests leave mmdet's) takes no magnitude_range
 def single_policy_augs(**kwargs):
     """One StagedRandAug per default policy, always applied, at m=9."""
     # a per-channel pad value: OpenCV pads a scalar into channel 0 only
@@ -115,6 +117,7 @@ def single_policy_augs(**kwargs):
             num_policies=1, magnitude_std=0, hparams=hparams, **kwargs)
 
 
+@pytest.mark.usefixtures('mmpretrain_scope')
 @pytest.mark.parametrize('shape', [(32, 32), (32, 32, 1)])
 def test_staged_randaug_runs_every_policy_on_grayscale(shape):
     rng = np.random.default_rng(0)
@@ -136,6 +139,7 @@ def test_staged_randaug_runs_every_policy_on_grayscale(shape):
     assert changed >= 12  # the policies really ran
 
 
+@pytest.mark.usefixtures('mmpretrain_scope')
 @pytest.mark.parametrize('level', [0, 5])
 def test_staged_randaug_refuses_rgba_in_every_stage(level):
     aug = StagedRandAug(magnitude_level=9)

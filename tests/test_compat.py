@@ -1,9 +1,12 @@
-"""Each compatibility fix, checked against the failure it exists for."""
+"""Each compatibility fix, checked against the failure it exists for, on
+the stack that needs it; where a stack does not, that it is not applied."""
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
-from conftest import build_runner, tiny_cfg
+from conftest import ROOT, build_runner, tiny_cfg
 from mmengine.runner import load_checkpoint
 from mmengine.runner import checkpoint as mm_checkpoint
 
@@ -26,8 +29,10 @@ def test_plain_torch_load_still_refuses_runner_checkpoints(
 
 
 def test_mmengine_loads_and_resumes_runner_checkpoints(runner_checkpoint):
+    """On either stack: with mmet's loader or with the fork's own."""
     work, ckpt = runner_checkpoint
-    assert isinstance(mm_checkpoint.torch, compat._FullUnpicklingTorch)
+    assert isinstance(mm_checkpoint.torch, compat._FullUnpicklingTorch) == \
+        compat._needs_full_unpickling()
     model = build_runner(tiny_cfg(work / 'load', num_workers=0)).model
     meta = load_checkpoint(model, ckpt)['meta']
     assert meta['epoch'] == 1
@@ -42,10 +47,11 @@ def test_mmengine_loads_and_resumes_runner_checkpoints(runner_checkpoint):
 
 
 def test_without_the_fix_resume_fails(runner_checkpoint, monkeypatch):
-    """Proves the fix is needed on this torch (and that the test bites)."""
+    """Proves the fix is needed on this stack (and that the test bites)."""
     work, ckpt = runner_checkpoint
     if not compat._needs_full_unpickling():
-        pytest.skip('torch < 2.6 loads full pickles by default')
+        pytest.skip('torch < 2.6 loads full pickles by default, and '
+                    'onedl-mmengine >= 0.10.8 loads its checkpoints itself')
     monkeypatch.setattr(mm_checkpoint, 'torch', torch)
     runner = build_runner(tiny_cfg(work / 'nofix', max_epochs=2,
                                    num_workers=0, resume=True,
@@ -55,6 +61,21 @@ def test_without_the_fix_resume_fails(runner_checkpoint, monkeypatch):
     monkeypatch.undo()
     compat.apply_compat_patches()  # idempotent
     assert isinstance(mm_checkpoint.torch, compat._FullUnpicklingTorch)
+
+
+def test_fork_loads_runner_checkpoints_safely_without_the_fix(
+        runner_checkpoint, capsys):
+    """Where mmengine loads by itself (the fork), mmet leaves its module's
+    ``torch`` alone, and a Runner checkpoint loads with ``weights_only=True``
+    (its allow-list), not through its full-unpickling fallback."""
+    if compat._needs_full_unpickling():
+        pytest.skip('this mmengine passes no weights_only: mmet loads')
+    _, ckpt = runner_checkpoint
+    assert mm_checkpoint.torch is torch
+    checkpoint = mm_checkpoint.CheckpointLoader.load_checkpoint(ckpt)
+    assert checkpoint['meta']['epoch'] == 1
+    # the fork announces its fallback with a bare print
+    assert 'weights_only=False' not in capsys.readouterr().out
 
 
 def test_checkpoint_writes_are_atomic(tmp_path):
@@ -88,3 +109,11 @@ def test_atomic_writes_keep_the_usual_file_mode(tmp_path):
         assert path.read_bytes() == b'y'
     finally:
         os.umask(umask)
+
+
+def test_import_keeps_stdout_clean():
+    """The tools write JSON on stdout: onedl-mmpretrain's note on importing
+    its datasets ('Could not import OneDL') goes to stderr."""
+    out = subprocess.run([sys.executable, '-c', 'import mmet'], cwd=ROOT,
+                         check=True, capture_output=True, text=True).stdout
+    assert out == ''

@@ -1,17 +1,42 @@
 #!/usr/bin/env bash
-# Bring this checkout to a working .venv with the pinned OpenMMLab stack.
+# Bring this checkout to a working venv with a pinned OpenMMLab stack.
+#
+# MMET_STACK picks the stack (same import names, other distributions):
+#   upstream (default)  mmengine 0.10.7, mmcv 2.1.0, mmpretrain 1.2.0,
+#                       mmdet 3.3.0 in .venv (requirements/constraints.txt)
+#   onedl               the maintained fork: onedl-mmengine, onedl-mmcv,
+#                       onedl-mmpretrain, onedl-mmdetection in .venv-onedl
+#                       (requirements/constraints-onedl.txt)
+# Both share torch, torchvision and the tools (requirements/constraints-base.txt).
 #
 # Idempotent: every step checks whether it is already done, so an interrupted
-# run resumes by running it again. mmcv 2.1.0 is compiled once (with its ops)
-# into a wheel cache outside the clone: $MMET_CACHE (default ~/.cache/mmet).
+# run resumes by running it again. mmcv (either distribution) is compiled once
+# (with its ops) into a wheel cache outside the clone, keyed by stack and
+# torch version: $MMET_CACHE (default ~/.cache/mmet).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${MMET_VENV:-$ROOT/.venv}"
+STACK="${MMET_STACK:-upstream}"
+case "$STACK" in
+    upstream)
+        SUFFIX='' WHEEL_KEY=torch
+        CONSTRAINTS="$ROOT/requirements/constraints.txt"
+        ENGINE=mmengine MMCV=mmcv REST=(mmpretrain mmdet) ;;
+    onedl)
+        SUFFIX='-onedl' WHEEL_KEY=onedl-torch
+        CONSTRAINTS="$ROOT/requirements/constraints-onedl.txt"
+        ENGINE=onedl-mmengine MMCV=onedl-mmcv
+        REST=(onedl-mmpretrain onedl-mmdetection) ;;
+    *)
+        echo "[setup] unknown MMET_STACK=$STACK (upstream or onedl)" >&2
+        exit 2 ;;
+esac
+MMCV_VER="$(sed -n "s/^$MMCV==//p" "$CONSTRAINTS")"
+MMCV_FILE="${MMCV//-/_}-$MMCV_VER"  # the sdist's and the wheel's name
+VENV="${MMET_VENV:-$ROOT/.venv$SUFFIX}"
 CACHE="${MMET_CACHE:-$HOME/.cache/mmet}"
 WHEELS="$CACHE/wheels"
 DATA="${MMET_DATA:-$ROOT/data}"
-CONSTRAINTS="$ROOT/requirements/constraints.txt"
 PY="${PYTHON:-python3}"
 
 log() { printf '[setup] %s\n' "$*"; }
@@ -32,37 +57,51 @@ if ! "$VENV/bin/python" -c 'import torch, torchvision' >/dev/null 2>&1; then
     "${PIP[@]}" install -c "$CONSTRAINTS" torch torchvision
 fi
 
-# 3. build tools, pinned: setuptools>=81 lacks pkg_resources (mmcv, mmengine need it)
-"${PIP[@]}" install -c "$CONSTRAINTS" setuptools ninja psutil wheel mmengine
+# 3. build tools, pinned: setuptools>=81 lacks pkg_resources (upstream mmcv
+#    and mmengine need it; the fork does not, and builds with setuptools>=80)
+"${PIP[@]}" install -c "$CONSTRAINTS" setuptools ninja psutil wheel "$ENGINE"
 
-# 4. mmcv 2.1.0 with ops, compiled once into the wheel cache.
+# 4. mmcv with ops, compiled once into the wheel cache, per stack and torch.
 #    pip's own cache is keyed on the sdist, not on torch, so it is bypassed.
 TORCH_TAG="$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])')"
-MMCV_DIR="$WHEELS/torch-$TORCH_TAG"
-if ! ls "$MMCV_DIR"/mmcv-2.1.0-*.whl >/dev/null 2>&1; then
-    log "building mmcv 2.1.0 with ops for torch $TORCH_TAG (6-7 min on 2 cores, once)"
-    BUILD="$CACHE/build"
+MMCV_DIR="$WHEELS/$WHEEL_KEY-$TORCH_TAG"
+if ! ls "$MMCV_DIR/$MMCV_FILE"-*.whl >/dev/null 2>&1; then
+    log "building $MMCV $MMCV_VER with ops for torch $TORCH_TAG (7-15 min on 2 cores, once)"
+    BUILD="$CACHE/build$SUFFIX"
     rm -rf "$BUILD" && mkdir -p "$BUILD" "$MMCV_DIR"
-    "${PIP[@]}" download --no-deps --no-binary :all: mmcv==2.1.0 -d "$BUILD"
-    tar -xzf "$BUILD"/mmcv-2.1.0.tar.gz -C "$BUILD"
-    # torch >= 2.14 headers need C++20.
-    sed -i "s/'-std=c++17'/'-std=c++20'/g" "$BUILD/mmcv-2.1.0/setup.py"
-    (cd "$BUILD/mmcv-2.1.0" && MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-2}" \
+    "${PIP[@]}" download --no-deps --no-binary :all: "$MMCV==$MMCV_VER" -d "$BUILD"
+    tar -xzf "$BUILD/$MMCV_FILE.tar.gz" -C "$BUILD"
+    # torch >= 2.14 headers need C++20; both setup.py ask for C++17.
+    sed -i "s/'-std=c++17'/'-std=c++20'/g" "$BUILD/$MMCV_FILE/setup.py"
+    # MMCV_WITH_OPS: upstream's switch (the fork always builds its ops)
+    (cd "$BUILD/$MMCV_FILE" && MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-2}" \
         CFLAGS='-DNDEBUG -fwrapv -O3 -g0' PATH="$VENV/bin:$PATH" \
         "$VENV/bin/python" -m pip wheel -q --no-cache-dir --no-build-isolation \
         --no-deps . -w "$BUILD/out")
     # move into place only when complete, so an interrupted build is redone
-    mv "$BUILD"/out/mmcv-2.1.0-*.whl "$MMCV_DIR"/
+    mv "$BUILD/out/$MMCV_FILE"-*.whl "$MMCV_DIR"/
     rm -rf "$BUILD"
 fi
 
 # 5. the rest of the stack and mmet itself (run from $ROOT, never from mmcv's source)
 if ! (cd "$ROOT" && "$VENV/bin/python" -c 'import mmcv.ops, mmpretrain, mmdet, pycocotools, mmet' >/dev/null 2>&1); then
-    log "installing mmcv wheel, mmpretrain, mmdet, mmet"
-    (cd "$ROOT" && "${PIP[@]}" install -c "$CONSTRAINTS" "$MMCV_DIR"/mmcv-2.1.0-*.whl \
-        mmpretrain mmdet pycocotools scipy opencv-python-headless matplotlib tensorboard \
+    log "installing $MMCV wheel, ${REST[*]}, mmet"
+    (cd "$ROOT" && "${PIP[@]}" install -c "$CONSTRAINTS" "$MMCV_DIR/$MMCV_FILE"-*.whl \
+        "${REST[@]}" pycocotools scipy opencv-python-headless matplotlib tensorboard \
         pytest pytest-timeout && "${PIP[@]}" install -c "$CONSTRAINTS" --no-deps -e .)
 fi
+# each OpenMMLab import name from one distribution: a dependency that pulled
+# the other stack's would overwrite files of this one's
+"$VENV/bin/python" - <<'PYEOF'
+import importlib.metadata as md
+dists = md.packages_distributions()
+owners = {name: sorted(set(dists.get(name, [])))
+          for name in ('mmengine', 'mmcv', 'mmpretrain', 'mmdet')}
+wrong = {name: found for name, found in owners.items() if len(found) != 1}
+if wrong:
+    raise SystemExit(f'[setup] each OpenMMLab import name needs one '
+                     f'distribution, found {wrong}: uninstall the extra ones')
+PYEOF
 
 # 6. demo data: Fashion-MNIST from Debian's package, unpacked without root
 FM="$DATA/fashion-mnist"
@@ -91,4 +130,4 @@ if ! ls "$CACHE"/foolbox/foolbox-*.whl >/dev/null 2>&1; then
     "${PIP[@]}" download --no-deps -c "$CONSTRAINTS" foolbox -d "$CACHE/foolbox"
 fi
 
-log "ready: $VENV (mmcv wheel cache: $MMCV_DIR, data: $DATA)"
+log "ready: $VENV ($STACK stack; mmcv wheel cache: $MMCV_DIR, data: $DATA)"
