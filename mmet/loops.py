@@ -43,25 +43,12 @@ from .curriculum import (BACKBONE_FAMILIES, BASELINE_EPOCHS, ETPP_REPLAY,
 from .hooks import EfficientTrainHook
 from .replay import ReplayBuffer
 from .stages import StageDriver, unwrap_model
-from .schedulers import wrap_param_schedulers
+from .schedulers import scheduler_configs, wrap_param_schedulers
 
 REPLAY_PRESETS = {'efficienttrain++': ETPP_REPLAY}
 # MiB of replay buffer contents a checkpoint holds by default; a larger
 # buffer is saved without them (its random state only) and refills
 REPLAY_CHECKPOINT_MB = 1024
-
-
-def _scheduler_cfgs(param_schedulers) -> List[dict]:
-    """The scheduler configs of a Runner's ``param_scheduler`` (a dict, a
-    list, or those per optimizer)."""
-    if param_schedulers is None:
-        return []
-    if isinstance(param_schedulers, dict) and 'type' not in param_schedulers:
-        return [c for v in param_schedulers.values()
-                for c in _scheduler_cfgs(v)]
-    if isinstance(param_schedulers, dict):
-        return [param_schedulers]
-    return [c for c in param_schedulers if isinstance(c, dict)]
 
 
 def _fits_budget(cfg: dict, budget: float,
@@ -446,7 +433,7 @@ class EfficientTrainLoop(EpochBasedTrainLoop):
                 f'one (stages {empty} of {len(self.stage_iters)} get none)')
             floors.append(self._budget_for_every_stage())
         L, late = self.epoch_length, []
-        for cfg in _scheduler_cfgs(param_schedulers):
+        for cfg in scheduler_configs(param_schedulers):
             if 'end' in cfg:
                 continue
             start, fits = _fits_budget(cfg, self.budget, L)

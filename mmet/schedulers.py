@@ -320,6 +320,25 @@ def wrap_param_schedulers(cfg, stages: Sequence[Tuple[int, float]],
 
     if cfg is None:
         return None
-    if isinstance(cfg, dict) and 'type' not in cfg:
+    if _per_optimizer(cfg):
         return {name: wrap(v) for name, v in cfg.items()}
     return wrap(cfg)
+
+
+def _per_optimizer(cfg) -> bool:
+    """Whether a ``param_scheduler`` config is a dict of them per
+    optimizer name (not one scheduler dict)."""
+    return isinstance(cfg, dict) and 'type' not in cfg
+
+
+def scheduler_configs(cfg) -> List[dict]:
+    """The scheduler dicts of a Runner's ``param_scheduler`` config, in the
+    shapes :func:`wrap_param_schedulers` accepts (built schedulers are left
+    out)."""
+    if cfg is None:
+        return []
+    if _per_optimizer(cfg):
+        return [c for v in cfg.values() for c in scheduler_configs(v)]
+    if isinstance(cfg, dict):
+        return [cfg]
+    return [c for c in cfg if isinstance(c, dict)]

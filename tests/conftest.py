@@ -154,6 +154,15 @@ def tiny_cfg(work_dir, pipeline=None, custom_hooks=None, max_epochs=5,
     return cfg
 
 
+def eval_loader(num=8):
+    """A val/test loader of ``num`` tiny images at full size, in order."""
+    return dict(
+        batch_size=8, num_workers=0,
+        sampler=dict(type='DefaultSampler', shuffle=False),
+        dataset=dict(type='TinyImages', num=num,
+                     pipeline=[dict(type='PackInputs')]))
+
+
 def on_the_batched_path(cfg):
     """Move a tiny config's augmentation into the trainer: the 32 px images
     go to a DeviceAugmentPreprocessor (padded crop, flip, RandAugment,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, build_runner, tiny_cfg
+from conftest import ROOT, build_runner, eval_loader, tiny_cfg
 from mmengine.hooks import CheckpointHook
 
 from mmet import compat
@@ -112,16 +112,11 @@ def test_validation_without_training_passes_the_checkpoint_hook(tmp_path):
     """Runner.val() alone: CheckpointHook's best save runs after the val
     epoch (and, without save_best, returns at once) before any before_train
     made its file backend."""
-    val_data = dict(
-        batch_size=8, num_workers=0,
-        sampler=dict(type='DefaultSampler', shuffle=False),
-        dataset=dict(type='TinyImages', num=8,
-                     pipeline=[dict(type='PackInputs')]))
     runner = build_runner(tiny_cfg(
         tmp_path, num_workers=0, custom_hooks=[],
         default_hooks=dict(checkpoint=dict(type='CheckpointHook',
                                            interval=1)),
-        val_dataloader=val_data, val_cfg=dict(),
+        val_dataloader=eval_loader(), val_cfg=dict(),
         val_evaluator=dict(type='Accuracy', topk=(1, ))))
     assert 'accuracy/top1' in runner.val()
 

@@ -4,7 +4,7 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import build_runner, recorder, tiny_cfg
+from conftest import build_runner, eval_loader, recorder, tiny_cfg
 
 from mmet.curriculum import Curriculum
 from mmet.stages import StageSchedule
@@ -195,15 +195,10 @@ def test_load_from_another_curriculum_is_not_a_resume(et5, tmp_path):
     assert stages(runner) == [(16, 1), (32, 9)]
 
     # evaluating it (tools/test.py loads the checkpoint the same way)
-    test_data = dict(
-        batch_size=8, num_workers=0,
-        sampler=dict(type='DefaultSampler', shuffle=False),
-        dataset=dict(type='TinyImages', num=8,
-                     pipeline=[dict(type='PackInputs')]))
     tester = build_runner(tiny_cfg(
         tmp_path / 'test', num_workers=0, load_from=str(et5 / 'epoch_4.pth'),
         custom_hooks=[dict(ET, curriculum=OTHER)],
-        test_dataloader=test_data, test_cfg=dict(),
+        test_dataloader=eval_loader(), test_cfg=dict(),
         test_evaluator=dict(type='Accuracy', topk=(1, ))))
     metrics = tester.test()
     assert 'accuracy/top1' in metrics
