@@ -1,4 +1,11 @@
-"""mmet: EfficientTrain curricula for MMEngine, mmpretrain and mmdet."""
+"""mmet: EfficientTrain curricula for MMEngine, mmpretrain and mmdet.
+
+``import mmet`` (or ``custom_imports=dict(imports=['mmet'])``) registers
+mmet's transforms, batch transforms, data preprocessor, hooks, loop,
+scheduler, optimizer wrapper and constructor, file backend and model
+wrappers, and changes nothing else: the stacks' fixes mmet's tools apply
+are named functions (:mod:`mmet.checkpoint`, :mod:`mmet.distributed`).
+"""
 import contextlib
 import sys
 
@@ -19,29 +26,32 @@ except ModuleNotFoundError as e:  # pure-schedule use, e.g. analysis tools
     if e.name != 'mmpretrain':
         raise
 else:
-    from . import compat  # noqa: F401  (patches applied on import)
-    from .stages import (PipelineStageError, StageDriver, StageSchedule,
-                         StageState, config_full_size)
-    from .checks import preflight_model
+    from .batch_randaug import BatchRandAugment
+    from .batch_transforms import BatchFourierCrop, fourier_crop_batch
+    from .checkpoint import SafeCheckpointHook, safe_loading
+    from .device_pipeline import DeviceAugmentPreprocessor, LoadImageBytes
+    from .distributed import CPUDistributedDataParallel
+    from .driver import PipelineStageError, StageDriver
+    from .fast_step import BF16OptimWrapper, FastStepConstructor
     from .hooks import EfficientTrainHook
+    from .loops import EfficientTrainLoop
+    from .mae import ElasticMAEPretrainDecoder, ElasticMAEViT
+    from .curriculum import StageState
+    from .plan import TrainPlan, plan_from_config
+    from .replay import ReplayBuffer
+    from .schedulers import ComputeClockScheduler
+    from .staged import StagedTransform
+    from .swin import SwinWindowHook
     from .transforms import (FourierCrop, StagedRandAug,
                              StagedRandomResizedCrop, fourier_crop,
                              lanczos_resize)
-    from .loops import EfficientTrainLoop
-    from .replay import ReplayBuffer
-    from .schedulers import ComputeClockScheduler
-    from .swin import SwinWindowHook, set_swin_window
-    from .mae import ElasticMAEPretrainDecoder, ElasticMAEViT
-    from .batch_randaug import BatchRandAugment
-    from .batch_transforms import fourier_crop_batch
-    from .device_pipeline import DeviceAugmentPreprocessor, LoadImageBytes
-    __all__ += ['StageDriver', 'StageSchedule', 'StageState',
-                'PipelineStageError', 'config_full_size', 'preflight_model',
-                'EfficientTrainHook', 'FourierCrop', 'StagedRandAug',
-                'StagedRandomResizedCrop',
-                'fourier_crop', 'lanczos_resize', 'EfficientTrainLoop',
-                'ReplayBuffer', 'ComputeClockScheduler', 'SwinWindowHook',
-                'set_swin_window', 'ElasticMAEViT',
-                'ElasticMAEPretrainDecoder', 'BatchRandAugment',
-                'DeviceAugmentPreprocessor', 'LoadImageBytes',
-                'fourier_crop_batch']
+    __all__ += [
+        'BatchRandAugment', 'BatchFourierCrop', 'fourier_crop_batch',
+        'SafeCheckpointHook', 'safe_loading', 'DeviceAugmentPreprocessor',
+        'LoadImageBytes', 'CPUDistributedDataParallel', 'PipelineStageError',
+        'StageDriver', 'BF16OptimWrapper', 'FastStepConstructor',
+        'EfficientTrainHook', 'EfficientTrainLoop', 'ElasticMAEViT',
+        'ElasticMAEPretrainDecoder', 'StageState', 'TrainPlan',
+        'plan_from_config', 'ReplayBuffer', 'ComputeClockScheduler',
+        'StagedTransform', 'SwinWindowHook', 'FourierCrop', 'StagedRandAug',
+        'StagedRandomResizedCrop', 'fourier_crop', 'lanczos_resize']

@@ -19,12 +19,14 @@ config already has, keeping every argument:
   when they shrink, so such a crop switches to the Pillow backend (same
   interpolation), and the change says so.
 
-A pipeline that already holds a staged transform is the user's own and is
-left as it is. A pipeline without RandAugment has no augmentation strength
-to stage and keeps its augmentations. Whatever cannot be adapted is refused
+A RandAugment inside ``RandomApply`` is staged where it is (the wrapper
+keeps its probability). A pipeline that already holds a staged transform
+(:mod:`mmet.staged`) is the user's own and is left as it is. A pipeline
+without RandAugment has no augmentation strength to stage and keeps its
+augmentations. Whatever cannot be adapted is refused
 before anything changes, with the transform and the fix named.
 """
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import torchvision.transforms as tvt
 from mmcv.transforms import CenterCrop, RandomChoiceResize, RandomResize
@@ -36,13 +38,14 @@ from mmpretrain.datasets.transforms.processing import \
     TorchVisonTransformWrapper
 
 from .device_pipeline import LoadImageBytes
+from .pipelines import FIXED_STRENGTH, transform_name, walk_transforms
+from .sizes import hw, square
+from .staged import StagedTransform
 from .transforms import FourierCrop, StagedRandAug, StagedRandomResizedCrop
 
 LOW_PASS = ('fourier', 'resize')
-STAGED = (FourierCrop, StagedRandomResizedCrop, StagedRandAug, LoadImageBytes)
-# augmentations whose strength is fixed by their policies: nothing to stage
-FIXED_STRENGTH = ('AutoAugment', 'TrivialAugmentWide', 'TrivialAugment',
-                  'AugMix')
+# wrappers inside which a RandAugment is staged in place
+STAGED_IN = ('RandomApply', )
 # they draw a mask on the patch grid of the full size
 MASK_GENERATORS = ('BEiTMaskGenerator', 'SimMIMMaskGenerator')
 # a resize whose output depends on the image: no single full size
@@ -57,57 +60,8 @@ class AdaptationError(RuntimeError):
     transform and the fix."""
 
 
-def transform_name(t) -> str:
-    """The registry name of a built transform (``torchvision/Resize`` for
-    mmpretrain's torchvision wrappers)."""
-    if isinstance(t, TorchVisonTransformWrapper):
-        return f'torchvision/{type(t.t).__name__}'
-    return type(t).__name__
-
-
 def _fixed_strength(t) -> bool:
     return transform_name(t).split('/')[-1] in FIXED_STRENGTH
-
-
-def _children(t) -> list:
-    """The transforms a wrapper (RandomApply, RandomChoice, MultiView) runs.
-
-    RandAugment's and AutoAugment's policies are not pipeline steps.
-    """
-    if isinstance(t, RandAugment) or _fixed_strength(t):
-        return []
-    subs = getattr(t, 'transforms', None)
-    subs = getattr(subs, 'transforms', subs)  # RandomApply keeps a Compose
-    if not isinstance(subs, (list, tuple)):
-        return []
-    out = []
-    for s in subs:
-        inner = getattr(s, 'transforms', None)
-        out.extend(inner if isinstance(inner, list) else [s])
-    return out
-
-
-def _walk(transforms: Sequence, parent: Optional[str] = None
-          ) -> Iterator[Tuple[object, Optional[str]]]:
-    """Every transform, nested ones too, with the wrapper it sits in."""
-    seen = set()
-
-    def walk(ts, parent):
-        for t in ts:
-            if id(t) in seen:  # MultiView repeats a pipeline per view
-                continue
-            seen.add(id(t))
-            yield t, parent
-            yield from walk(_children(t), parent or transform_name(t))
-
-    yield from walk(transforms, parent)
-
-
-def _hw(size) -> Tuple[int, int]:
-    if isinstance(size, int):
-        return size, size
-    h, w = size
-    return int(h), int(w)
 
 
 def output_size(t):
@@ -121,11 +75,11 @@ def output_size(t):
     if isinstance(t, TorchVisonTransformWrapper):
         t = t.t
     if isinstance(t, RandomResizedCrop):  # also EfficientNetRandomCrop
-        return _hw(t.scale)
+        return hw(t.scale)
     if isinstance(t, RandomCrop):
-        return _hw(t.crop_size)
+        return hw(t.crop_size)
     if isinstance(t, EfficientNetCenterCrop):
-        return _hw(t.crop_size)
+        return hw(t.crop_size)
     if isinstance(t, CenterCrop):
         w, h = t.crop_size  # mmcv's (w, h)
         return h, w
@@ -138,9 +92,9 @@ def output_size(t):
         return h, w
     if isinstance(t, (tvt.RandomResizedCrop, tvt.RandomCrop,
                       tvt.CenterCrop)):
-        return _hw(t.size)
+        return hw(t.size)
     if isinstance(t, tvt.Resize):
-        return _hw(t.size) if isinstance(t.size, (list, tuple)) and \
+        return hw(t.size) if isinstance(t.size, (list, tuple)) and \
             len(t.size) == 2 else VARIABLE
     if transform_name(t) == 'RandomResizedCropAndInterpolationWithTwoPic':
         return VARIABLE
@@ -152,14 +106,10 @@ def _is_packing(t) -> bool:
     return name.startswith('Pack') and name.endswith('Inputs')
 
 
-def _is_detection(transforms: Sequence) -> bool:
-    return any(transform_name(t) == 'PackDetInputs' or
-               type(t).__module__.startswith('mmdet.')
-               for t, _ in _walk(transforms))
-
-
-def _square(hw: Tuple[int, int]):
-    return hw[0] if hw[0] == hw[1] else hw
+def _is_detection(transforms: list) -> bool:
+    return any(transform_name(s.transform) == 'PackDetInputs' or
+               type(s.transform).__module__.startswith('mmdet.')
+               for s in walk_transforms(transforms))
 
 
 def _staged_randaug(t: RandAugment) -> Tuple[StagedRandAug, str]:
@@ -201,13 +151,14 @@ def _staged_crop(t: RandomResizedCrop
                  f'backend={backend!r}){note}')
 
 
-def _check_magnitude(transforms: list, det: bool) -> List[int]:
-    """Indices of the RandAugments to stage; refuse what cannot be."""
+def _check_magnitude(transforms: list, det: bool) -> list:
+    """Where the RandAugments to stage are (``Step``s); refuse what cannot
+    be staged."""
     fix = ('give every stage of the curriculum the same magnitude (a list '
            'of dict(share=, bandwidth=, magnitude=))')
     found = []
-    top = {id(t): i for i, t in enumerate(transforms)}
-    for t, parent in _walk(transforms):
+    for step in walk_transforms(transforms):
+        t, parent = step.transform, step.parent
         name = transform_name(t)
         if _fixed_strength(t) or (det and name == 'RandAugment'):
             what = ("mmdet's RandAugment, whose policies move the boxes too,"
@@ -218,7 +169,7 @@ def _check_magnitude(transforms: list, det: bool) -> List[int]:
                 f'magnitude mmet can stage. Replace it by {RANDAUG_HINT} '
                 f'(mmet stages it), or {fix}.')
         if isinstance(t, RandAugment):
-            if parent is not None:
+            if parent is not None and parent not in STAGED_IN:
                 raise AdaptationError(
                     f'The train pipeline has RandAugment inside {parent}, '
                     'where mmet does not stage it: the curriculum would '
@@ -235,7 +186,7 @@ def _check_magnitude(transforms: list, det: bool) -> List[int]:
                     'presets end at m=9 of 10). Set magnitude_level to at '
                     f'most {t.total_level:g}, or {fix} to keep this '
                     'RandAugment as it is.')
-            found.append(top[id(t)])
+            found.append(step)
     return found
 
 
@@ -251,7 +202,8 @@ def _check_bandwidth(transforms: list, low_pass: str,
             'image, not gt_bboxes or gt_masks. Train the backbone with the '
             'curriculum on classification and transfer it (configs/det/), '
             'or give every stage bandwidth=1.0.')
-    for t, parent in _walk(transforms):
+    for step in walk_transforms(transforms):
+        t, parent = step.transform, step.parent
         name = transform_name(t)
         if name in MASK_GENERATORS:
             raise AdaptationError(
@@ -335,7 +287,8 @@ def adapt_pipeline(transforms: list, *, low_pass: str = 'fourier',
     if low_pass not in LOW_PASS:
         raise ValueError(
             f'low_pass must be one of {LOW_PASS}, got {low_pass!r}.')
-    if any(isinstance(t, STAGED) for t, _ in _walk(transforms)):
+    if any(isinstance(s.transform, (StagedTransform, LoadImageBytes))
+           for s in walk_transforms(transforms)):
         return []
     det = _is_detection(transforms)
     # check everything before changing anything
@@ -343,17 +296,19 @@ def adapt_pipeline(transforms: list, *, low_pass: str = 'fourier',
     last, size = _check_bandwidth(transforms, low_pass, det) \
         if bandwidth else (None, None)
     changes = []
-    for i in randaugs:
-        transforms[i], text = _staged_randaug(transforms[i])
-        changes.append(text)
+    for step in randaugs:
+        step.owner[step.index], text = _staged_randaug(step.transform)
+        where = f' inside {step.parent}' if step.parent else ''
+        changes.append(text.replace('RandAugment ->',
+                                    f'RandAugment{where} ->', 1))
     if last is not None and low_pass == 'resize':
         transforms[last], text = _staged_crop(transforms[last])
         changes.append(text)
     elif last is not None:
         pack = len(transforms) - 1
-        transforms.insert(pack, FourierCrop(size=_square(size)))
+        transforms.insert(pack, FourierCrop(size=square(size)))
         changes.append(
-            f'inserted FourierCrop(size={_square(size)}) before '
+            f'inserted FourierCrop(size={square(size)}) before '
             f'{transform_name(transforms[pack + 1])}, after '
             f'{transform_name(transforms[pack - 1])}')
     return changes

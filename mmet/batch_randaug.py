@@ -27,6 +27,9 @@ from mmpretrain.datasets.transforms.auto_augment import (RANDAUG_POLICIES,
                                                          merge_hparams)
 from mmpretrain.registry import BATCH_AUGMENTS, TRANSFORMS
 
+from .curriculum import Stage
+from .staged import check_magnitude
+
 # The argument of each mmpretrain policy that holds a fixed magnitude (None:
 # the policy has no magnitude).
 _MAGNITUDE_ARG = {
@@ -193,8 +196,9 @@ class BatchRandAugment:
         self.magnitude_std = magnitude_std
         self.total_level = total_level
         self.hparams = hparams
-        self.magnitude_level = magnitude_level
         self._check_level(magnitude_level)
+        self.magnitude_level = magnitude_level
+        self.full_magnitude = float(magnitude_level)
         self.policies = [self._parse(p) for p in policies]
         # small constant tensors, kept per device so that a call on a GPU
         # copies nothing from the host
@@ -255,11 +259,18 @@ class BatchRandAugment:
             thr=float(op.thr) if name == 'SolarizeAdd' else 128.)
 
     def _check_level(self, level: Union[int, float]) -> None:
-        if not isinstance(level, Number) or not \
-                0 <= level <= self.total_level:
-            raise ValueError(
-                f'BatchRandAugment magnitude_level {level!r} is outside '
-                f'[0, {self.total_level}].')
+        if not isinstance(level, Number):
+            raise TypeError(f'BatchRandAugment magnitude_level must be a '
+                            f'number, got {level!r}.')
+        check_magnitude(self, level, self.total_level)
+
+    full_size = None
+
+    def set_stage(self, stage: Stage) -> None:
+        """Augment at the stage's m (a staged transform,
+        :mod:`mmet.staged`)."""
+        check_magnitude(self, stage.magnitude, self.total_level)
+        self.magnitude_level = stage.magnitude
 
     # the call ----------------------------------------------------------------
     def __call__(self,

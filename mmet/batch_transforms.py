@@ -36,7 +36,9 @@ from mmpretrain.datasets.transforms import (RandomCrop, RandomErasing,
 from mmpretrain.registry import BATCH_AUGMENTS
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
-from .transforms import _spectrum_rows, _to_hw
+from .curriculum import Stage
+from .sizes import at_bandwidth, hw, square
+from .transforms import _spectrum_rows
 
 Images = Union[torch.Tensor, Sequence[torch.Tensor]]
 
@@ -59,7 +61,7 @@ def fourier_crop_batch(x: torch.Tensor,
         torch.Tensor: ``N x C x h x w``.
     """
     H, W = x.shape[-2:]
-    h, w = _to_hw(size)
+    h, w = hw(size)
     if h > H or w > W:
         raise ValueError(
             f'fourier_crop_batch: the output {h}x{w} is larger than the '
@@ -94,7 +96,7 @@ def fourier_crop_batch(x: torch.Tensor,
 
 @BATCH_AUGMENTS.register_module()
 class BatchFourierCrop:
-    """The batched low-pass to B whose ``size`` the hook sets.
+    """The batched low-pass to B: a staged transform (:mod:`mmet.staged`).
 
     Args:
         size (int | Sequence[int]): The final (full) size; the curriculum
@@ -108,17 +110,23 @@ class BatchFourierCrop:
     """
 
     MODES = ('fft', 'bilinear')
+    full_magnitude = None
 
     def __init__(self, size: Union[int, Sequence[int]], mode: str = 'fft'):
         if mode not in self.MODES:
             raise ValueError(f'BatchFourierCrop mode must be one of '
                              f'{self.MODES}, got {mode!r}.')
         self.size, self.mode = size, mode
+        self.full_size = square(size)
+
+    def set_stage(self, stage: Stage) -> None:
+        """Keep the stage's bandwidth of the full size."""
+        self.size = at_bandwidth(stage.bandwidth, self.full_size)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == 'fft':
             return fourier_crop_batch(x, self.size)
-        h, w = _to_hw(self.size)
+        h, w = hw(self.size)
         if (h, w) == tuple(x.shape[-2:]):
             return x
         return F.interpolate(x, size=(h, w), mode='bilinear',
@@ -239,7 +247,7 @@ class BatchRandomResizedCrop:
         ]
 
     def __call__(self, images: Images) -> torch.Tensor:
-        size = _to_hw(self.size)
+        size = hw(self.size)
         boxes = self.boxes([tuple(img.shape[-2:]) for img in images])
         out = torch.stack([
             F.interpolate(
@@ -275,7 +283,7 @@ class BatchRandomCrop:
         self.box_sampler = RandomCrop(size, padding=padding)
 
     def __call__(self, images: Images) -> torch.Tensor:
-        th, tw = _to_hw(self.size)
+        th, tw = hw(self.size)
         shapes = sorted({tuple(img.shape[-2:]) for img in images})
         if len(shapes) != 1 or shapes[0][0] < th or shapes[0][1] < tw:
             raise ValueError(

@@ -9,26 +9,72 @@
   :func:`preflight_model`, one forward and backward per B, so that a model
   that does not accept a B fails at start with the model and B named.
 """
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+from mmengine.runner import EpochBasedTrainLoop
 
-from .stages import (BANDWIDTH_ATTRS, PipelineStageError, StageDriver,
-                     StageSchedule, StageState, leaf_datasets,
-                     pipeline_transforms, unwrap_model)
+from . import compat
+from .driver import PipelineStageError, StageDriver
+from .mae import check_mae_model
+from .pipelines import (leaf_datasets, transform_name, unwrap_model,
+                        walk_transforms)
+from .curriculum import StageState
+from .plan import TrainPlan, resolve_curriculum
+from .sizes import Size, hw
+from .staged import StagedTransform, follows_bandwidth
 from .transforms import FourierCrop
-
-Size = Union[int, Tuple[int, int]]
-
-
-def _hw(size: Size) -> Tuple[int, int]:
-    return (size, size) if isinstance(size, int) else tuple(size)
 
 
 def _spatial_shapes(inputs) -> List[Tuple[int, int]]:
     if isinstance(inputs, (list, tuple)):
         return [tuple(x.shape[-2:]) for x in inputs]
     return [tuple(inputs.shape[-2:])] * inputs.shape[0]
+
+
+# the run -----------------------------------------------------------------------
+def check_train_loop(runner, hook_type: type) -> None:
+    """An epoch-based loop and one curriculum hook.
+
+    Raises:
+        TypeError: an iteration-based loop, which runs ``before_train_epoch``
+            once, so stages would never switch.
+        RuntimeError: several hooks, which would fight over the transforms.
+    """
+    loop = runner.train_loop
+    if not isinstance(loop, EpochBasedTrainLoop):
+        raise TypeError(
+            f'EfficientTrainHook needs an EpochBasedTrainLoop, got '
+            f'{type(loop).__name__}: an iteration-based loop runs '
+            'before_train_epoch once, so stages would never switch. Use '
+            'train_cfg=dict(by_epoch=True, max_epochs=...).')
+    count = sum(isinstance(h, hook_type) for h in runner.hooks)
+    if count > 1:
+        raise RuntimeError(
+            f'{count} EfficientTrainHooks are registered; they would fight '
+            'over the same transforms. Keep one in custom_hooks (check the '
+            '_base_ configs you inherit).')
+
+
+def check_hook_follows(curriculum, low_pass: Optional[str], loop) -> None:
+    """A hook under ``EfficientTrainLoop`` sets no other curriculum or
+    ``low_pass`` than the loop, which plans the run.
+
+    Raises:
+        ValueError: naming the fix.
+    """
+    mine = None if curriculum is None else [
+        (s.bandwidth, s.magnitude)
+        for s in resolve_curriculum(curriculum).stages]
+    theirs = [(s.bandwidth, s.magnitude)
+              for s in loop.plan.base_curriculum.stages]
+    if mine not in (None, theirs) or low_pass not in (
+            None, loop.driver.low_pass):
+        raise ValueError(
+            'EfficientTrainHook in custom_hooks has another curriculum or '
+            'low_pass than EfficientTrainLoop, which plans the run: give '
+            'them to train_cfg only and drop them (or the hook: the loop '
+            'registers one) from custom_hooks.')
 
 
 # the pipeline ----------------------------------------------------------------
@@ -44,14 +90,14 @@ def check_drivable(driver: StageDriver, warn=None) -> None:
         RuntimeError: naming what was found and what to add.
     """
     found = ', '.join(driver.found) or 'nothing'
-    if not driver.transforms:
+    if not driver.staged:
         raise RuntimeError(
-            'EfficientTrainHook found no FourierCrop, '
-            'StagedRandomResizedCrop or StagedRandAug in '
-            f'the train pipeline (found: {found}) and no '
-            'DeviceAugmentPreprocessor, so the curriculum '
-            'would do nothing. Add dict(type=\'StagedRandAug\') after the '
-            'flip and dict(type=\'FourierCrop\', size=<final size>) '
+            'EfficientTrainHook found no FourierCrop, StagedRandomResizedCrop'
+            ' or StagedRandAug (or other staged transform) in the train '
+            f'pipeline (found: {found}) and no DeviceAugmentPreprocessor, '
+            'so the curriculum would do nothing. Add '
+            "dict(type='StagedRandAug') after the flip and "
+            "dict(type='FourierCrop', size=<final size>) "
             'before PackInputs to train_dataloader.dataset.pipeline '
             '(see configs/_base_/efficienttrain.py).')
     if driver.lowers_bandwidth and not driver.bandwidth_transforms:
@@ -60,18 +106,12 @@ def check_drivable(driver: StageDriver, warn=None) -> None:
             f'has no FourierCrop or StagedRandomResizedCrop (found: '
             f"{found}). Add dict(type='FourierCrop', size=<final size>) "
             'before PackInputs, or give every stage bandwidth=1.0.')
-    top = max(s.magnitude for s in driver.curriculum.stages)
-    for t in driver.magnitude_transforms:
-        level = getattr(t.target, 'total_level', None)
-        if level is not None and top > level:
-            # the policies map m / total_level onto their ranges: above 1
-            # they would go past them (or the level be clipped)
-            raise RuntimeError(
-                f'The curriculum raises the RandAugment magnitude to m={top:g}'
-                f', but {type(t.target).__name__} has total_level={level:g}, '
-                'so that m lies outside its scale. Set total_level=10 '
-                "(mmpretrain's scale, which the presets use) or give stages "
-                f'magnitudes of at most {level:g}.')
+    for stage in driver.curriculum.stages:  # each refuses what it cannot
+        for t in driver.staged:
+            try:
+                t.target.set_stage(stage)
+            except ValueError as e:
+                raise RuntimeError(str(e)) from e
     final, configured = driver.curriculum.stages[-1].magnitude, \
         driver.final_magnitude
     if driver.changes_magnitude and configured is not None and \
@@ -96,10 +136,30 @@ def check_drivable(driver: StageDriver, warn=None) -> None:
             f'train pipeline has no StagedRandAug (found: {found}). '
             "Replace RandAugment with dict(type='StagedRandAug'), or give "
             'every stage the same magnitude.')
+    if driver.changes_magnitude:
+        _check_randaug_driven(driver)
 
 
-def preflight_pipeline(dataset, driver: StageDriver,
-                       schedule: StageSchedule
+def _check_randaug_driven(driver: StageDriver) -> None:
+    """Refuse a RandAugment in a train pipeline that the curriculum does not
+    drive (one its adaptation left, e.g. inside ``RandomChoice``)."""
+    for p in driver.pipelines:
+        for step in walk_transforms(p):
+            t = step.transform
+            if 'RandAugment' in [c.__name__ for c in type(t).__mro__] and \
+                    not isinstance(t, StagedTransform):
+                where = f' inside {step.parent}' if step.parent else ''
+                raise RuntimeError(
+                    f'The curriculum changes the RandAugment magnitude m, '
+                    f'but the train pipeline has a {transform_name(t)}'
+                    f'{where} that it does not drive: its samples would keep '
+                    f'magnitude_level={getattr(t, "magnitude_level", "?")} '
+                    'in every stage. Replace it by dict(type='
+                    "'StagedRandAug', ...) with its arguments, or give every "
+                    'stage the same magnitude.')
+
+
+def preflight_pipeline(dataset, driver: StageDriver, plan: TrainPlan
                        ) -> Dict[int, Optional[Tuple[int, int]]]:
     """Run one sample through each stage's pipeline in this process.
 
@@ -117,7 +177,7 @@ def preflight_pipeline(dataset, driver: StageDriver,
     if len(dataset) == 0:
         raise RuntimeError('The train dataset is empty.')
     expected, seen = {}, {}  # stage -> (h, w); B -> sample size
-    for state in schedule.states():
+    for state in plan.clock.states():
         driver.apply(state)
         try:
             sample = dataset[0]
@@ -128,18 +188,18 @@ def preflight_pipeline(dataset, driver: StageDriver,
                 where, cause = f' on {e.where}', e.__cause__
                 problem = e.problem
             raise RuntimeError(
-                f'EfficientTrainHook: the train pipeline fails in '
-                f'{state}{where}: {problem}{type(cause).__name__}: '
-                f'{cause}') from e
+                f'EfficientTrainHook: the train pipeline fails in {state}'
+                f'{where}: {problem}{type(cause).__name__}: {cause}') from e
         inputs = sample.get('inputs') if isinstance(sample, dict) else None
         # encoded bytes (the device pipeline) have no size yet
-        hw = _spatial_shapes(inputs)[0] \
+        got = _spatial_shapes(inputs)[0] \
             if getattr(inputs, 'ndim', 0) >= 2 else None
         # only check batches whose size the pipeline decides
-        expected[state.index] = hw if driver.sized_in_pipeline else None
-        seen[state] = hw
+        expected[state.index] = got if driver.sized_in_pipeline else None
+        seen[state] = got
     if driver.sized_in_pipeline:
         _check_delivered_sizes(dataset, driver, seen)
+    driver.full_model()  # apply() fitted Swin windows
     return expected
 
 
@@ -152,11 +212,11 @@ def _check_delivered_sizes(dataset, driver: StageDriver,
         RuntimeError: naming the stage, the sizes and the transform after
             the low-pass that changes them.
     """
-    wrong = [(s, hw) for s, hw in seen.items()
-             if hw is not None and hw != _hw(s.size)]
+    wrong = [(s, got) for s, got in seen.items()
+             if got is not None and got != hw(s.size)]
     if not wrong:
         return
-    state, hw = wrong[0]
+    state, got = wrong[0]
     driver.apply(state)  # find what changes the size of this stage's output
     changers = ', '.join(_size_changers(dataset)) or \
         'a transform after FourierCrop'
@@ -171,7 +231,7 @@ def _check_delivered_sizes(dataset, driver: StageDriver,
             'resize/crop, just before PackInputs.')
     raise RuntimeError(
         f'EfficientTrainHook set {state.describe(span=False)}, but the train '
-        f'pipeline delivers {hw[0]}x{hw[1]} images: {changers} after the '
+        f'pipeline delivers {got[0]}x{got[1]} images: {changers} after the '
         'low-pass changes their size, so the model would not train at the '
         "stage's B. Move it before FourierCrop (or the "
         'StagedRandomResizedCrop), or remove it; for padding to a multiple, '
@@ -186,7 +246,7 @@ def _size_changers(dataset) -> List[str]:
     if not isinstance(transforms, list) or not hasattr(ds, 'get_data_info'):
         return []
     low_pass = [i for i, t in enumerate(transforms)
-                if isinstance(t, tuple(BANDWIDTH_ATTRS))]
+                if isinstance(t, StagedTransform) and follows_bandwidth(t)]
     if not low_pass:
         return []
     changers = []
@@ -238,14 +298,53 @@ def check_first_batch(state: StageState, data_batch,
             'hook; report this with your config.')
 
 
+def warn_eval_pipelines(runner, mode: str) -> None:
+    """Warn about a FourierCrop in the built ``'val'`` or ``'test'``
+    pipeline: evaluation normally runs at full size, and the curriculum
+    only drives the train pipeline."""
+    loader = compat.built_eval_dataloader(runner, mode)
+    crops = eval_fourier_crops(loader.dataset) if loader is not None else []
+    if crops:
+        runner.logger.warning(
+            f'The {mode} pipeline contains {crops[0]!r}. Evaluation normally '
+            'runs at full size; the curriculum only drives the train '
+            'pipeline, so this crop stays at its configured size. Remove it '
+            f'from the {mode}_dataloader pipeline unless you mean it.')
+
+
 def eval_fourier_crops(dataset) -> List[FourierCrop]:
     """The FourierCrops of an eval dataset's pipelines (normally none)."""
-    return [t for ds in leaf_datasets(dataset)
-            for t in pipeline_transforms(ds.pipeline)
-            if isinstance(t, FourierCrop)]
+    return [s.transform for ds in leaf_datasets(dataset)
+            for s in walk_transforms(ds.pipeline)
+            if isinstance(s.transform, FourierCrop)]
 
 
 # the model -------------------------------------------------------------------
+def check_model(model: torch.nn.Module, driver: StageDriver,
+                plan: TrainPlan) -> None:
+    """The model side of a curriculum that lowers B, at start: a stock MAE
+    is refused, B must be a multiple of a patch embedding's patch, and one
+    forward and backward runs per B below full size (Swin windows fitted).
+    """
+    if not driver.lowers_bandwidth:
+        return
+    model = unwrap_model(model)
+    check_mae_model(model)
+    states = plan.clock.states()
+    if plan.full_size is None:
+        return
+    check_patch_multiples(model, states)
+    tried = set()
+    try:
+        for state in states:
+            if state.bandwidth < 1 and state.size not in tried:
+                tried.add(state.size)
+                driver.apply(state)
+                preflight_model(model, [state.size])
+    finally:
+        driver.full_model()
+
+
 def _backbone(model: torch.nn.Module) -> torch.nn.Module:
     model = unwrap_model(model)
     return getattr(model, 'backbone', None) or model
@@ -282,7 +381,7 @@ def check_patch_multiples(model: torch.nn.Module,
     if patch is None:
         return
     for state in states:
-        h, w = _hw(state.size)
+        h, w = hw(state.size)
         if h % patch[0] or w % patch[1]:
             raise ValueError(
                 f'{model_name(model)} embeds {patch[0]}x{patch[1]} patches, '
@@ -344,7 +443,7 @@ def preflight_model(model: torch.nn.Module, sizes: Sequence[Size],
         with torch.random.fork_rng(devices=devices):
             backbone.train()
             for size in dict.fromkeys(sizes):
-                h, w = _hw(size)
+                h, w = hw(size)
                 x = torch.randn(batch_size, channels, h, w, device=device)
                 try:
                     outs = [o for o in _float_outputs(backbone(x))

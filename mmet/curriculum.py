@@ -5,13 +5,16 @@ share of the epochs at a bandwidth ``B`` (given relative to the final input
 size, so one preset serves 224 px ImageNet and 28 px Fashion-MNIST alike) and
 a RandAugment magnitude ``m`` on mmpretrain's 0-10 scale.
 
-Everything here is plain Python: no torch, no mmengine. The hook in
-:mod:`mmet.hooks` is a thin wrapper that applies :meth:`Curriculum.at` to the
-runner's data pipeline once per epoch.
+Everything here is plain Python: no torch, no mmengine. :mod:`mmet.plan`
+turns a curriculum into the plan of a run (its stage clock);
+:mod:`mmet.sizes` turns bandwidths into pixels and costs.
 """
 import math
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+from .config import type_name
+from .sizes import REFERENCE_SIZE, Size, at_bandwidth, describe, pixel_cost
 
 # mmpretrain's RandAugment scale: magnitude_level in [0, total_level=10].
 MAX_MAGNITUDE = 10.0
@@ -42,37 +45,50 @@ class Stage:
 
 @dataclass(frozen=True)
 class StageState:
-    """What the curriculum asks for at one epoch.
+    """One stage of a run: what it trains and when.
 
-    ``size`` is the bandwidth in pixels for a given final size: an int for a
-    square final size, else ``(h, w)``.
+    Attributes:
+        index (int): 0-based; messages number stages from 1.
+        num_stages (int): Stages of the curriculum.
+        size (int | tuple, optional): B in pixels (None before full size is
+            known).
+        bandwidth (float): B relative to the full size.
+        magnitude (float): RandAugment m.
+        first_epoch (int, optional): First epoch of the stage, from 1.
+        last_epoch (int, optional): Last epoch of the stage, from 1; below
+            ``first_epoch`` for a stage without epochs.
+        max_epochs (int, optional): Epochs of the run.
     """
     index: int
     num_stages: int
-    size: Union[int, Tuple[int, int]]
+    size: Optional[Size]
     bandwidth: float
     magnitude: float
+    first_epoch: Optional[int] = None
+    last_epoch: Optional[int] = None
+    max_epochs: Optional[int] = None
 
+    @property
+    def number(self) -> int:
+        """The stage's number in messages, from 1."""
+        return self.index + 1
 
-def _even(x: float) -> int:
-    """Round to the nearest even number of pixels (at least 2)."""
-    return max(2, 2 * int(math.floor(x / 2 + 0.5)))
+    def describe(self, span: bool = True) -> str:
+        """``'stage 4/5 (B=28, m=7, epochs 7-8 of 10)'``; without ``span``
+        (or without a run length), ``'stage 4/5 (B=28, m=7)'``."""
+        size = describe(self.size) if self.size is not None else \
+            f'{self.bandwidth:.3g}'
+        text = f'stage {self.number}/{self.num_stages} (B={size}, ' \
+            f'm={self.magnitude:g}'
+        if span and self.max_epochs:
+            first, last = self.first_epoch, self.last_epoch
+            when = f'epoch {last}' if first >= last else \
+                f'epochs {first}-{last}'
+            text += f', {when} of {self.max_epochs}'
+        return text + ')'
 
-
-def bandwidth_pixels(bandwidth: float,
-                     full_size: Union[int, Sequence[int]]
-                     ) -> Union[int, Tuple[int, int]]:
-    """Bandwidth in pixels for a final input size, rounded to even.
-
-    The full-size stage (``bandwidth == 1``) returns ``full_size`` unchanged,
-    even if it is odd.
-    """
-    if isinstance(full_size, int):
-        return full_size if bandwidth >= 1 else _even(bandwidth * full_size)
-    h, w = full_size
-    if bandwidth >= 1:
-        return (h, w)
-    return (_even(bandwidth * h), _even(bandwidth * w))
+    def __str__(self) -> str:
+        return self.describe()
 
 
 class Curriculum:
@@ -229,21 +245,9 @@ class Curriculum:
                 return i
         return 0  # unreachable: edges[0] == 0
 
-    def at(self, epoch: int, max_epochs: int,
-           full_size: Union[int, Sequence[int]]) -> StageState:
-        """The stage, pixel bandwidth and magnitude for ``epoch``."""
-        i = self.stage_index(epoch, max_epochs)
-        s = self.stages[i]
-        return StageState(
-            index=i,
-            num_stages=len(self.stages),
-            size=bandwidth_pixels(s.bandwidth, full_size),
-            bandwidth=s.bandwidth,
-            magnitude=s.magnitude)
-
     # cost -----------------------------------------------------------------
     def relative_compute(self, max_epochs: int = None,
-                         full_size: Union[int, Sequence[int]] = None
+                         full_size: Size = None
                          ) -> float:
         """Training compute relative to the full-size baseline.
 
@@ -253,27 +257,21 @@ class Curriculum:
         """
         if max_epochs is None or full_size is None:
             return sum(s.share * s.bandwidth**2 for s in self.stages)
-        full_h, full_w = _hw(full_size)
-        total = 0.0
-        for s, n in zip(self.stages, self.epochs(max_epochs)):
-            h, w = _hw(bandwidth_pixels(s.bandwidth, full_size))
-            total += n * (h * w) / (full_h * full_w)
-        return total / max_epochs
+        return sum(n * pixel_cost(s.bandwidth, full_size) for s, n in zip(
+            self.stages, self.epochs(max_epochs))) / max_epochs
 
     def speedup(self, max_epochs: int = None,
-                full_size: Union[int, Sequence[int]] = None) -> float:
+                full_size: Size = None) -> float:
         """Predicted speedup against the full-size baseline (FLOPs)."""
         return 1.0 / self.relative_compute(max_epochs, full_size)
 
     def table(self, max_epochs: int,
-              full_size: Union[int, Sequence[int]]) -> List[Dict]:
+              full_size: Size) -> List[Dict]:
         """One row per stage: epochs, pixel size, magnitude, compute share."""
         edges = self.boundaries(max_epochs)
-        full_h, full_w = _hw(full_size)
         rows = []
         for i, s in enumerate(self.stages):
-            size = bandwidth_pixels(s.bandwidth, full_size)
-            h, w = _hw(size)
+            cost = pixel_cost(s.bandwidth, full_size)
             n = edges[i + 1] - edges[i]
             rows.append(
                 dict(
@@ -281,11 +279,11 @@ class Curriculum:
                     start_epoch=edges[i],
                     end_epoch=edges[i + 1],
                     epochs=n,
-                    size=size,
+                    size=at_bandwidth(s.bandwidth, full_size),
                     bandwidth=s.bandwidth,
                     magnitude=s.magnitude,
-                    relative_cost=(h * w) / (full_h * full_w),
-                    compute=n * (h * w) / (full_h * full_w) / max_epochs))
+                    relative_cost=cost,
+                    compute=n * cost / max_epochs))
         return rows
 
     # EfficientTrain++: equal compute and budgets ---------------------------
@@ -304,7 +302,7 @@ class Curriculum:
                 f'equal_compute needs one magnitude per bandwidth, got '
                 f'{len(bandwidths)} bandwidths and {len(magnitudes)} '
                 'magnitudes.')
-        rel = [b / 224 if b > 1 else float(b) for b in bandwidths]
+        rel = [b / REFERENCE_SIZE if b > 1 else float(b) for b in bandwidths]
         if any(not b > 0 for b in rel):
             raise CurriculumError(
                 f'Bandwidths must be positive, got {list(bandwidths)}.')
@@ -380,10 +378,6 @@ class Curriculum:
                 for e, s in zip(epochs, self.stages)]),
             budget=float(budget), max_epochs=n, replay_times=times,
             replanned=True)
-
-
-def _hw(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
-    return (size, size) if isinstance(size, int) else (size[0], size[1])
 
 
 # EfficientTrain (ICCV 2023), official ET_training.py: 5 equal stages,
@@ -481,7 +475,7 @@ class BudgetPlan:
         """Real epochs of each stage."""
         return self.curriculum.epochs(self.max_epochs)
 
-    def compute_epochs(self, full_size: Union[int, Sequence[int]] = None
+    def compute_epochs(self, full_size: Size = None
                        ) -> float:
         """The compute actually planned, in full-size epochs.
 
@@ -491,15 +485,15 @@ class BudgetPlan:
         total = 0.0
         for s, n, r in zip(self.curriculum.stages, self.epochs(),
                            self.replay_times):
-            total += n * r * _cost(s.bandwidth, full_size)
+            total += n * r * pixel_cost(s.bandwidth, full_size)
         return total
 
     def speedup(self, baseline_epochs: float = BASELINE_EPOCHS,
-                full_size: Union[int, Sequence[int]] = None) -> float:
+                full_size: Size = None) -> float:
         """Predicted speedup (FLOPs) against a full-size baseline run."""
         return baseline_epochs / self.compute_epochs(full_size)
 
-    def table(self, full_size: Union[int, Sequence[int]]) -> List[Dict]:
+    def table(self, full_size: Size) -> List[Dict]:
         """One row per stage, as :meth:`Curriculum.table`, plus ``replay``.
 
         ``relative_cost`` is the compute of one real epoch against a
@@ -515,15 +509,6 @@ class BudgetPlan:
             row['relative_cost'] *= r
             row['compute'] *= r
         return rows
-
-
-def _cost(bandwidth: float, full_size=None) -> float:
-    """Compute of one full batch at ``bandwidth``, relative to full size."""
-    if full_size is None:
-        return bandwidth**2
-    full_h, full_w = _hw(full_size)
-    h, w = _hw(bandwidth_pixels(bandwidth, full_size))
-    return (h * w) / (full_h * full_w)
 
 
 # Backbone types (mmpretrain registry names) of each ET++ model family. The
@@ -545,7 +530,7 @@ def infer_family(backbone_type: str) -> Optional[str]:
     ``backbone_type`` is a registry name such as ``'ResNet'`` or
     ``'mmpretrain.SwinTransformer'`` (a scope prefix is ignored).
     """
-    name = str(backbone_type).split('.')[-1]
+    name = type_name(backbone_type)
     for family, types in BACKBONE_FAMILIES.items():
         if name in types:
             return family

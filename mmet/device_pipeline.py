@@ -10,12 +10,12 @@ erases and Fourier-crops whole batches on the device of the model: the GPU
 where there is one, the CPU otherwise. mmpretrain's batch augments (Mixup,
 CutMix) and normalisation then run as in ``ClsDataPreprocessor``.
 
-:class:`~mmet.hooks.EfficientTrainHook` drives it like the CPU pipeline: it
-sets B on its :class:`~mmet.batch_transforms.BatchFourierCrop` and m on its
-:class:`~mmet.batch_randaug.BatchRandAugment`. Its steps are the small
-batch transforms of :mod:`mmet.batch_transforms`.
+It is a staged transform (:mod:`mmet.staged`): the curriculum sets B on its
+:class:`~mmet.batch_transforms.BatchFourierCrop` and m on its
+:class:`~mmet.batch_randaug.BatchRandAugment` through its ``set_stage``.
+Its steps are the small batch transforms of :mod:`mmet.batch_transforms`.
 """
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from mmpretrain.registry import BATCH_AUGMENTS, MODELS, TRANSFORMS
 
 from .batch_randaug import BatchRandAugment
 from .batch_transforms import BatchDecode, BatchFourierCrop, is_encoded
+from .curriculum import Stage
 
 
 @TRANSFORMS.register_module()
@@ -171,10 +172,22 @@ class DeviceAugmentPreprocessor(ClsDataPreprocessor):
         self.fourier_crop = next(s for s in self.steps
                                  if isinstance(s, BatchFourierCrop))
 
-    def staged_transforms(self) -> List[object]:
-        """The parts the curriculum drives: the Fourier crop and RandAugment.
-        """
-        return [t for t in (self.fourier_crop, self.randaug) if t is not None]
+    # the staged-transform protocol (mmet.staged)
+    @property
+    def full_size(self) -> int:
+        """The final input size, of which the curriculum takes its B."""
+        return self.fourier_crop.full_size
+
+    @property
+    def full_magnitude(self) -> Optional[float]:
+        """The configured RandAugment magnitude (None without one)."""
+        return self.randaug.full_magnitude if self.randaug else None
+
+    def set_stage(self, stage: Stage) -> None:
+        """The stage's B on the Fourier crop and its m on RandAugment."""
+        self.fourier_crop.set_stage(stage)
+        if self.randaug is not None:
+            self.randaug.set_stage(stage)
 
     @staticmethod
     def augments(inputs) -> bool:
@@ -184,7 +197,29 @@ class DeviceAugmentPreprocessor(ClsDataPreprocessor):
             inputs if isinstance(inputs, torch.Tensor) else inputs[0]
         ).dtype == torch.uint8
 
+    def augment_batch(self, data: dict) -> dict:
+        """Steps 1-6 of a train batch ahead of the model step (see
+        :mod:`mmet.prefetch`): the batch with augmented inputs, marked so
+        that :meth:`forward` only normalises it.
+
+        Raises:
+            RuntimeError: inputs neither encoded nor ``uint8``, which the
+                curriculum could not reach.
+        """
+        if not self.augments(data['inputs']):
+            raise RuntimeError(
+                'DeviceAugmentPreprocessor got train images that are '
+                'neither encoded nor uint8, which it takes as augmented '
+                'already: the curriculum would not reach them. Deliver uint8 '
+                'images (no Normalize or float conversion in the train '
+                'pipeline) or encoded ones (LoadImageBytes + '
+                "PackInputs(input_key='img_bytes')).")
+        return dict(data, inputs=self.augment(data['inputs']), augmented=True)
+
     def forward(self, data: dict, training: bool = False) -> dict:
+        if data.get('augmented'):  # by augment_batch, RGB already
+            data = {k: v for k, v in data.items() if k != 'augmented'}
+            return self._normalize_rgb(data, training)
         if training and self.augments(data['inputs']):
             data = dict(data, inputs=self.augment(data['inputs']))
             return self._normalize_rgb(data, training)

@@ -11,9 +11,9 @@ batch of ``bs``. Loading drops R-fold; optimizer steps do not.
 ``dict(inputs=..., data_samples=...)`` of the train loader, before the data
 preprocessor), so batch augmentations such as Mixup and CutMix see the whole
 mixed batch, as in the official code (mixup after the concatenation).
-:class:`~mmet.loops.EfficientTrainLoop` drives it per stage and keeps it in
-checkpoints (:meth:`ReplayBuffer.state_dict`), so a resumed run draws what
-the uninterrupted one would.
+:class:`StageReplay` gives each stage of :class:`~mmet.loops.EfficientTrainLoop`
+its buffer and, through :class:`ReplayStateHook`, keeps it in checkpoints,
+so a resumed run draws what the uninterrupted one would.
 """
 import copy
 from collections import deque
@@ -21,6 +21,9 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
+from mmengine.dist import get_rank, get_world_size
+from mmengine.hooks import Hook
+from mmpretrain.registry import HOOKS
 
 
 def _batch_len(batch: Dict[str, Any]) -> int:
@@ -252,3 +255,110 @@ class ReplayBuffer:
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(times={self.times}, size={self.size},'
                 f' split={self.split}, chunks={len(self)}/{self.capacity})')
+
+
+class StageReplay:
+    """The replay buffer of each stage of a run.
+
+    Each stage with R > 1 gets an empty buffer of its size (the official
+    code starts each stage in a new process); :meth:`state_dict` is what a
+    checkpoint keeps of it, :meth:`load_state_dict` what a resume gives
+    back, restored when the buffer of the resumed stage is made.
+
+    Args:
+        settings (dict): :func:`~mmet.plan.replay_settings`.
+        seed (int): Seed of the draws (per rank).
+        logger: Where warnings go.
+    """
+
+    def __init__(self, settings: dict, seed: int, logger):
+        self.settings, self.seed, self.logger = settings, seed, logger
+        self.buffer: Optional[ReplayBuffer] = None
+        self.stage: Optional[int] = None
+        self._saved: Optional[tuple] = None  # (state, iteration)
+        self._warned: set = set()  # stages saved without their contents
+
+    def enter(self, stage: int, iteration: int) -> None:
+        """Stage ``stage`` starts (or resumes) at ``iteration``."""
+        if stage == self.stage:
+            return
+        times = self.settings['times'][stage]
+        size = self.settings['buffer_size'][stage]
+        if self.buffer is None:
+            self.buffer = ReplayBuffer(
+                times, size, split=self.settings['split'],
+                fp16=self.settings['fp16'], seed=self.seed)
+        else:
+            self.buffer.configure(times, size)
+        self.stage = stage
+        self._restore(iteration)
+
+    def mix(self, batch: Dict[str, Any]) -> Dict[str, Any]:
+        return self.buffer.mix(batch) if self.buffer is not None else batch
+
+    def state_dict(self) -> Optional[dict]:
+        """``dict(stage=, rank=, buffer=ReplayBuffer.state_dict())``, the
+        contents only up to ``checkpoint_mb`` MiB; None before a stage."""
+        if self.buffer is None:
+            return None
+        limit_mb = self.settings['checkpoint_mb']
+        contents = self.buffer.nbytes <= limit_mb * 2**20
+        if not contents and self.stage not in self._warned:
+            self._warned.add(self.stage)
+            self.logger.warning(
+                f'EfficientTrainLoop: the replay buffer holds '
+                f'{self.buffer.nbytes / 2**20:.0f} MiB, more than '
+                f'replay.checkpoint_mb={limit_mb:g}: the checkpoint keeps '
+                'its random state but not its contents, so a run resumed '
+                'from it refills the buffer. Raise checkpoint_mb to keep '
+                'them.')
+        return dict(stage=self.stage, rank=get_rank(),
+                    buffer=self.buffer.state_dict(contents=contents))
+
+    def load_state_dict(self, state: dict, iteration: Optional[int]) -> None:
+        """Keep a checkpoint's state (saved at ``iteration``) until the
+        resumed stage's buffer is made."""
+        self._saved = (state, iteration)
+
+    def _restore(self, iteration: int) -> None:
+        if self._saved is None:
+            return
+        (state, saved_at), self._saved = self._saved, None
+        # weights loaded with load_from start afresh; a resume is at the
+        # checkpoint's iteration
+        if saved_at != iteration or state['rank'] != get_rank():
+            return
+        same_stage = state['stage'] == self.stage
+        self.buffer.load_state_dict(state['buffer'], contents=same_stage)
+        if same_stage and state['buffer']['chunks'] is None:
+            self.logger.warning(
+                'EfficientTrainLoop: the checkpoint kept the replay buffer '
+                'without its contents (over replay.checkpoint_mb): it '
+                'refills, so the next batches replay fewer samples than the '
+                'uninterrupted run.')
+        if get_world_size() > 1:
+            self.logger.warning(
+                "EfficientTrainLoop: the checkpoint holds rank 0's replay "
+                'buffer only (mmengine saves on rank 0): the other ranks '
+                'refill theirs.')
+
+
+@HOOKS.register_module()
+class ReplayStateHook(Hook):
+    """Keep :class:`EfficientTrainLoop`'s replay buffer in checkpoints.
+
+    The loop registers it when it replays. A checkpoint then holds
+    ``replay_buffer`` (:meth:`StageReplay.state_dict`); a resume hands it
+    back to the loop's :class:`StageReplay`.
+    """
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = runner.train_loop.replay.state_dict()
+        if state is not None:
+            checkpoint['replay_buffer'] = state
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = checkpoint.get('replay_buffer')
+        if state is not None:
+            runner.train_loop.replay.load_state_dict(
+                state, checkpoint.get('meta', {}).get('iter'))

@@ -10,16 +10,26 @@ from the last trained stage, is refused, naming the cause and the fixes;
 so is resuming a checkpoint trained without a curriculum (at full size)
 into a stage below it. ``allow_curriculum_change=True`` continues on the
 new plan with a warning; ``'extend'`` re-plans without going back
-(:meth:`~mmet.stages.StageSchedule.extend_from`) and logs the new spans.
+(:meth:`~mmet.plan.StageClock.extend_from`) and logs the new spans.
 
 Only a resume is checked: loading weights (``load_from`` without
 ``resume``, ``tools/test.py``) starts a fresh plan.
+
+A resumed run also continues the trainer's random state
+(:func:`random_state`, :func:`restore_random_state`): mmengine reseeds at a
+resume, so Mixup, CutMix, dropout and the batched augmentation would draw
+otherwise than the uninterrupted run. The data workers reseed per epoch
+(:class:`~mmet.driver.StagedPipeline`).
 """
 import math
+import random
 from typing import Callable, List, NamedTuple, Optional, Tuple, Union
 
+import numpy as np
+import torch
+
 from .curriculum import Curriculum
-from .stages import Size, StageSchedule
+from .plan import StageClock
 
 
 class ResumeChange(NamedTuple):
@@ -39,37 +49,30 @@ class ResumeChange(NamedTuple):
     past: Optional[List[int]]
 
 
-def plan_record(curriculum: Curriculum, schedule: Optional[StageSchedule],
-                full_size: Optional[Size], trained: int) -> dict:
+def plan_record(clock: StageClock, trained: int) -> dict:
     """The record of the plan a checkpoint trained, in plain types (so that
     ``weights_only`` loading reads it).
 
     Args:
-        curriculum (Curriculum): The stages.
-        schedule (StageSchedule, optional): The plan of the run; None (or
-            without a run length) records the curriculum only.
-        full_size (int | tuple, optional): The full size.
+        clock (StageClock): The stage clock of the run.
         trained (int): Epochs (or, by iteration, iterations) trained.
     """
-    record = dict(curriculum=curriculum.to_list())
-    if schedule is not None and schedule.edges is not None:
-        record.update(
-            max_epochs=schedule.max_epochs,
-            epoch_length=schedule.epoch_length,
-            edges=list(schedule.edges), trained=trained,
-            full_size=list(full_size) if isinstance(full_size, tuple)
-            else full_size)
-    return record
+    full = clock.full_size
+    return dict(
+        curriculum=clock.curriculum.to_list(), max_epochs=clock.max_epochs,
+        epoch_length=clock.epoch_length, edges=list(clock.edges),
+        trained=trained,
+        full_size=list(full) if isinstance(full, tuple) else full)
 
 
-def check_resume(schedule: StageSchedule, record: Optional[dict], tick: int,
+def check_resume(clock: StageClock, record: Optional[dict], tick: int,
                  mode: Union[bool, str] = False,
                  info: Callable[[str], None] = print,
                  warn: Callable[[str], None] = print) -> None:
     """Hold a resume at ``tick`` to the plan of its checkpoint.
 
     Args:
-        schedule (StageSchedule): The resumed run's plan; re-planned in
+        clock (StageClock): The resumed run's plan; re-planned in
             place where the record carries a re-plan or ``mode`` is
             ``'extend'``.
         record (dict, optional): The checkpoint's ``plan_record``; None for
@@ -83,40 +86,40 @@ def check_resume(schedule: StageSchedule, record: Optional[dict], tick: int,
         RuntimeError: a resume that moves the plan, with ``mode`` False (or
             ``'extend'`` where no stage keeps B and m).
     """
-    change = _baseline_change(schedule, tick) if record is None else \
-        _recorded_change(schedule, record, tick, info)
+    change = _baseline_change(clock, tick) if record is None else \
+        _recorded_change(clock, record, tick, info)
     if change is None:
         return
-    when = _ticks(tick, tick + 1, schedule.by_iter)
+    when = _ticks(tick, tick + 1, clock.by_iter)
     if mode is True:
         warn(f'Resuming although {change.cause}; allowed by '
              'allow_curriculum_change=True: the new plan goes on from '
              f'{when}.')
         return
     if mode == 'extend' and change.floor is not None:
-        schedule.extend_from(tick, change.floor, change.past)
-        spans = [schedule.state(i).describe()
-                 for i in range(len(schedule.curriculum))
-                 if schedule.edges[i + 1] > max(schedule.edges[i], tick)]
+        clock.extend_from(tick, change.floor, change.past)
+        spans = [clock.state(i).describe()
+                 for i in range(len(clock.curriculum))
+                 if clock.edges[i + 1] > max(clock.edges[i], tick)]
         warn(f'Resuming although {change.cause}; allow_curriculum_change='
              f"'extend' re-plans from {when} without going back: "
              f"{', '.join(spans)}.")
         return
     fixes = [change.fix]
     if change.floor is not None:
-        unit = 'iterations' if schedule.by_iter else 'epochs'
+        unit = 'iterations' if clock.by_iter else 'epochs'
         fixes.append(
             "set allow_curriculum_change='extend' on EfficientTrainHook to "
             f're-plan the remaining {unit} without going back (each trains '
             'the later of its new stage and '
-            f'{schedule.state(change.floor).describe(span=False)})')
+            f'{clock.state(change.floor).describe(span=False)})')
     fixes.append('set allow_curriculum_change=True to continue on the new '
                  'plan as it is')
     raise RuntimeError(f'Cannot resume: {change.cause}. ' +
                        ', or '.join(fixes) + '.')
 
 
-def _baseline_change(plan: StageSchedule,
+def _baseline_change(plan: StageClock,
                      tick: int) -> Optional[ResumeChange]:
     """A checkpoint without a record: trained at full size, final m."""
     final = plan.curriculum.stages[-1].magnitude
@@ -135,7 +138,7 @@ def _baseline_change(plan: StageSchedule,
         past=[0] * len(plan.edges))
 
 
-def _recorded_change(plan: StageSchedule, record: dict, tick: int,
+def _recorded_change(plan: StageClock, record: dict, tick: int,
                      info: Callable[[str], None]) -> Optional[ResumeChange]:
     """Compare the recorded plan with ``plan``; None if they agree (then
     ``plan`` continues the recorded one, re-plans included)."""
@@ -152,7 +155,7 @@ def _recorded_change(plan: StageSchedule, record: dict, tick: int,
              'an older mmet): only its curriculum is checked, and its epochs '
              'are taken to have trained the current plan.')
         edges, trained, full = None, tick, plan.full_size
-    history = StageSchedule(
+    history = StageClock(
         before, plan.max_epochs,
         tuple(full) if isinstance(full, list) else full, plan.epoch_length,
         edges)
@@ -211,7 +214,7 @@ def _retick(ticks: List[int], before: Optional[int],
     return [int(math.floor(t * scale + 0.5)) for t in ticks]
 
 
-def _settings_change(record: dict, plan: StageSchedule) -> Tuple[str, str]:
+def _settings_change(record: dict, plan: StageClock) -> Tuple[str, str]:
     """What moved the stage boundaries since ``record``, and the fix; empty
     strings if nothing did."""
     changes, fixes = [], []
@@ -232,7 +235,7 @@ def _clock(epoch_length: Optional[int]) -> str:
         'by epoch'
 
 
-def _differences(before: StageSchedule, after: StageSchedule,
+def _differences(before: StageClock, after: StageClock,
                  end: int) -> List[Tuple[int, int, int, int]]:
     """``(a, b, index before, index after)`` of each span ``[a, b)`` of the
     ticks ``[0, end)`` whose stage differs."""
@@ -264,3 +267,34 @@ def _describe_change(old: Curriculum, new: Curriculum) -> str:
             if x != y:
                 diffs.append(f'stage {i + 1} {field} {x:.4g} -> {y:.4g}')
     return ', '.join(diffs)
+
+
+def random_state() -> dict:
+    """The trainer's random state (``random``, numpy, torch and CUDA), in
+    types that ``weights_only`` loading reads."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = dict(
+        python=random.getstate(), torch=torch.get_rng_state(),
+        numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)),
+                   pos=int(pos), has_gauss=int(has_gauss),
+                   gauss=float(gauss)))
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_random_state(state: Optional[dict]) -> None:
+    """Restore :func:`random_state` (a checkpoint of an older mmet has none:
+    nothing changes)."""
+    if not state:
+        return
+    version, internal, gauss = state['python']
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state['torch'].cpu())
+    n = state['numpy']
+    np.random.set_state((n['kind'], n['keys'].numpy().astype(np.uint32),
+                         n['pos'], n['has_gauss'], n['gauss']))
+    cuda = state.get('cuda')
+    if cuda and torch.cuda.is_available() and \
+            len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])

@@ -1,9 +1,12 @@
-"""Parameter schedules on the compute clock (EfficientTrain++).
+"""Parameter schedules on a clock of the plan's.
 
 In EfficientTrain++ the learning rate, its warm-up and the weight decay
 follow the fraction of the *compute* spent, not of the epochs: a stage at
 bandwidth B runs (224/B)^2 times as many epochs as its compute share at full
 size would, and each of its iterations costs (B/224)^2 of a full-size one.
+Where stages run larger micro-batches (:class:`~mmet.plan.TrainPlan`), an
+iteration trains several configured batches, so iteration-based schedules
+must count those instead. Both are a weight per iteration of each stage.
 
 :class:`ComputeClockScheduler` wraps any list of mmengine parameter scheduler
 configs. It runs them once, on a shadow optimizer, over the timeline of a
@@ -17,6 +20,8 @@ table makes the remapping exact for all of them.
 
 :class:`~mmet.loops.EfficientTrainLoop` wraps the config's ``param_scheduler``
 in one of these automatically; configs keep their usual schedulers.
+:func:`scale_schedule` is the one way mmet rescales epoch-based schedules
+(``--curriculum efficienttrain++``, search proxies, equal-compute runs).
 """
 import bisect
 import copy
@@ -26,6 +31,8 @@ import numpy as np
 import torch
 from mmengine.optim.scheduler.param_scheduler import INF, _ParamScheduler
 from mmengine.registry import PARAM_SCHEDULERS
+
+from .config import per_optimizer
 
 
 class _ShadowOptimizer(torch.optim.Optimizer):
@@ -70,8 +77,10 @@ class ComputeClockScheduler(_ParamScheduler):
             including ``convert_to_iter_based`` and weight-decay or momentum
             schedulers, except ones that read validation metrics.
         stages (list[tuple[int, float]]): The real run: per stage, its number
-            of iterations and the compute of one iteration relative to a
-            full-size one (``(B / full)^2``).
+            of iterations and the weight of one iteration on the timeline:
+            its compute relative to a full-size one (``(B / full)^2`` times
+            the configured batches it trains), or the configured batches it
+            trains (:meth:`~mmet.plan.TrainPlan.clock_stages`).
         timeline_epochs (float): Length of the full-size run the schedulers
             describe, in epochs (EfficientTrain++: the budget E).
         iters_per_epoch (int): Iterations per epoch of that full-size run.
@@ -83,7 +92,10 @@ class ComputeClockScheduler(_ParamScheduler):
     iteration ``C_j / C * timeline_epochs * iters_per_epoch``, where ``C_j`` is
     the compute spent before ``j`` and ``C`` the whole run's. So the last
     iteration of a stage that ends at a fraction ``f`` of the compute is
-    followed by exactly the value the full-size run has at ``f``.
+    followed by exactly the value the full-size run has at ``f``. An
+    iteration of weight ``w > 1`` (a micro-batch of ``w`` configured
+    batches) takes the value at ``C_j + w - 1``: the configured run's at its
+    optimizer step.
     """
 
     def __init__(self,
@@ -222,9 +234,19 @@ class ComputeClockScheduler(_ParamScheduler):
         return self._compute_edges[k] + done * self.stages[k][1]
 
     def position(self, step: int) -> float:
-        """Where real iteration ``step`` falls on the full-size timeline."""
+        """Where real iteration ``step`` falls on the full-size timeline.
+
+        An iteration that weighs more than one full-size iteration (a
+        micro-batch of several configured batches) takes the value of the
+        last of them, with which the configured run makes its optimizer
+        step."""
         total = self._compute_edges[-1]
-        return self.compute_spent(step) / total * self.timeline_iters
+        clamped = min(max(step, 0), self.total_iters - 1)
+        k = min(bisect.bisect_right(self._step_edges, clamped) - 1,
+                len(self.stages) - 1)
+        ahead = max(0.0, self.stages[k][1] - 1)
+        return min(self.compute_spent(step) + ahead, total) / total * \
+            self.timeline_iters
 
     def values_at(self, step: int) -> np.ndarray:
         """Scheduled values for real iteration ``step``: (class, name)."""
@@ -320,25 +342,55 @@ def wrap_param_schedulers(cfg, stages: Sequence[Tuple[int, float]],
 
     if cfg is None:
         return None
-    if _per_optimizer(cfg):
+    if per_optimizer(cfg):
         return {name: wrap(v) for name, v in cfg.items()}
     return wrap(cfg)
 
 
-def _per_optimizer(cfg) -> bool:
-    """Whether a ``param_scheduler`` config is a dict of them per
-    optimizer name (not one scheduler dict)."""
-    return isinstance(cfg, dict) and 'type' not in cfg
+# the epoch-valued arguments of mmengine's param schedulers
+EPOCH_KEYS = ('begin', 'end', 'T_max', 'step_size')
+EPOCH_LIST_KEYS = ('milestones', 'periods')
+# an ``end`` at or beyond this is mmengine's "to the end of training"
+OPEN_END = 10**8
 
 
-def scheduler_configs(cfg) -> List[dict]:
-    """The scheduler dicts of a Runner's ``param_scheduler`` config, in the
-    shapes :func:`wrap_param_schedulers` accepts (built schedulers are left
-    out)."""
-    if cfg is None:
-        return []
-    if _per_optimizer(cfg):
-        return [c for v in cfg.values() for c in scheduler_configs(v)]
-    if isinstance(cfg, dict):
-        return [cfg]
-    return [c for c in cfg if isinstance(c, dict)]
+def scale_schedule(schedulers, factor: float):
+    """Epoch-based param schedulers with their epochs scaled by ``factor``.
+
+    ``begin``, ``end``, ``T_max``, ``step_size``, ``milestones`` and
+    ``periods`` of every scheduler with ``by_epoch=True`` (mmengine's
+    default) are scaled: exactly for ``convert_to_iter_based`` ones (they
+    become iterations), else rounded to whole epochs, at least 1 (``begin``
+    at least 0), with ``end`` after ``begin``; an open ``end`` (mmengine's
+    INF) stays. Iteration-based ones (warm-ups of N iterations) are kept.
+    Accepts what the Runner accepts (a dict, a list, or a dict of those per
+    optimizer) and returns the same shape, new.
+    """
+    if schedulers is None:
+        return None
+    if per_optimizer(schedulers):
+        return {k: scale_schedule(v, factor) for k, v in schedulers.items()}
+    if isinstance(schedulers, dict):
+        return scale_schedule([schedulers], factor)[0]
+    out = []
+    for s in schedulers:
+        s = copy.deepcopy(dict(s))
+        if s.get('by_epoch', True):
+            exact = s.get('convert_to_iter_based', False)
+
+            def scale(v, low):
+                v = v * factor
+                return v if exact else max(low, int(v + 0.5))
+            for key in EPOCH_KEYS:
+                value = s.get(key)
+                if isinstance(value, (int, float)) and \
+                        not isinstance(value, bool) and \
+                        not (key == 'end' and value >= OPEN_END):
+                    s[key] = scale(value, 0 if key == 'begin' else 1)
+            for key in EPOCH_LIST_KEYS:
+                if isinstance(s.get(key), (list, tuple)):
+                    s[key] = [scale(v, 1) for v in s[key]]
+            if 'end' in s and s['end'] <= s.get('begin', 0):
+                s['end'] = s.get('begin', 0) + (1 if not exact else factor)
+        out.append(s)
+    return out

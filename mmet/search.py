@@ -26,16 +26,14 @@ mmengine training). Plain Python only, so it is unit-testable without torch.
 """
 import math
 from dataclasses import dataclass, field
-from typing import (Callable, Dict, List, Optional, Sequence, Tuple, Union)
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from .curriculum import (MAX_MAGNITUDE, Curriculum, CurriculumError, Stage,
-                         bandwidth_pixels)
+from .curriculum import MAX_MAGNITUDE, Curriculum, CurriculumError, Stage
+from .sizes import REFERENCE_SIZE, Size, at_bandwidth, pixel_cost
 
-Size = Union[int, Tuple[int, int]]
 
 #: Candidate bandwidths of the official code, in pixels of a 224 px input.
 DEFAULT_BANDWIDTHS_224: Tuple[int, ...] = (64, 96, 128, 160, 192, 224)
-REFERENCE_SIZE = 224
 
 # why the search ended
 STOP_DONE = 'searched every stage'
@@ -47,10 +45,6 @@ STOP_NO_GAIN = 'a stage found no cheaper candidate within tolerance'
 
 class SearchError(ValueError):
     """Search settings that make no sense; the message says what to change."""
-
-
-def _hw(size: Size) -> Tuple[int, int]:
-    return (size, size) if isinstance(size, int) else (size[0], size[1])
 
 
 def _check_size(full_size: Size) -> Size:
@@ -68,16 +62,6 @@ def _check_size(full_size: Size) -> Size:
             f'got {full_size!r} (the FourierCrop size of the train '
             'pipeline).')
     return full_size
-
-
-def pixel_cost(bandwidth: float, full_size: Size) -> float:
-    """Cost of one image at ``bandwidth`` against full size (pixel ratio).
-
-    Uses the even pixel size FourierCrop really produces.
-    """
-    full_h, full_w = _hw(full_size)
-    h, w = _hw(bandwidth_pixels(bandwidth, full_size))
-    return (h * w) / (full_h * full_w)
 
 
 def candidate_bandwidths(pixels: Sequence[float] = DEFAULT_BANDWIDTHS_224,
@@ -116,12 +100,12 @@ def candidate_bandwidths(pixels: Sequence[float] = DEFAULT_BANDWIDTHS_224,
                 f'Candidate bandwidth {p!r} is not in (0, {reference_size:g}]'
                 f'; give sizes in pixels of a {reference_size:g} px input.')
         rel = min(1.0, p / reference_size)
-        px = bandwidth_pixels(rel, full_size)
+        px = at_bandwidth(rel, full_size)
         if isinstance(full_size, int):
             rel = 1.0 if rel >= 1 else px / full_size
             # an even size that rounds up to the full size is the full size
             rel = min(rel, 1.0)
-            px = bandwidth_pixels(rel, full_size)
+            px = at_bandwidth(rel, full_size)
         out.setdefault(px, rel)
     return sorted(set(out.values()))
 
@@ -340,7 +324,7 @@ class Trial:
     info: Dict = field(default_factory=dict)
 
     def to_dict(self, full_size: Size) -> Dict:
-        size = bandwidth_pixels(self.bandwidth, full_size)
+        size = at_bandwidth(self.bandwidth, full_size)
         return dict(
             index=self.index, stage=self.stage, size=size,
             bandwidth=self.bandwidth, magnitude=self.magnitude,
@@ -512,7 +496,7 @@ def sequential_search(space: SearchSpace,
                 t = run(k + 1, k, schedule)
                 t.passed = passes(t.score, ref.score, tolerance)
                 group.append(t)
-                say(f'stage {k + 1}: B={bandwidth_pixels(b, full)} '
+                say(f'stage {k + 1}: B={at_bandwidth(b, full)} '
                     f'm={m:g} compute {t.relative_compute:.3f} score '
                     f'{t.score:.4g} ({"pass" if t.passed else "fail"}'
                     f'{", reused" if t.reused else ""})')
@@ -523,7 +507,7 @@ def sequential_search(space: SearchSpace,
             chosen.chosen = True
             current[k] = chosen.schedule[k]
             say(f'stage {k + 1}: chose B='
-                f'{bandwidth_pixels(chosen.bandwidth, full)} '
+                f'{at_bandwidth(chosen.bandwidth, full)} '
                 f'm={chosen.magnitude:g}')
         if halted:
             stop, stop_stage = halted, k + 1

@@ -15,21 +15,20 @@ optimizer state and every checkpoint stay exactly those of a stock Swin,
 and there is no lossy back-and-forth interpolation of the weights.
 
 :class:`SwinWindows` fits the windows of a model to each stage's B;
-:class:`~mmet.hooks.EfficientTrainHook` uses it by itself for any model with
-mmpretrain's (v1) Swin window attention, and restores the full window for
-validation, testing, checkpoints and after training. :class:`SwinWindowHook`
-is the older explicit form: where one is registered, the hook leaves the
-windows to it.
+:class:`~mmet.driver.StageDriver` finds them in any model with mmpretrain's
+(v1) Swin window attention and sets them with every stage, and the hook
+restores the full window for validation, testing, checkpoints and after
+training. ``SwinWindowHook``, the older explicit form, is a deprecated
+no-op.
 """
 from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
+from mmengine.logging import print_log
 from mmpretrain.models.utils import ShiftWindowMSA, WindowMSA
 from mmpretrain.registry import HOOKS
-
 
 
 class ElasticWindowMSA(WindowMSA):
@@ -42,6 +41,7 @@ class ElasticWindowMSA(WindowMSA):
     """
 
     full_window: tuple
+    full_shift: bool  # whether its block shifts (by half the window)
     _index_cache: Dict[tuple, torch.Tensor]
 
     def relative_bias(self) -> torch.Tensor:
@@ -102,8 +102,8 @@ def set_swin_window(model: torch.nn.Module, window: Optional[int]) -> int:
             full = tuple(msa.window_size)
             msa.__class__ = ElasticWindowMSA
             msa.full_window, msa._index_cache = full, {}
-            module._mmet_full = (module.window_size, module.shift_size)
-        full_size, full_shift = module._mmet_full
+            msa.full_shift = bool(module.shift_size)
+        full_size = msa.full_window[0]
         size = full_size if window is None else int(window)
         if not 0 < size <= full_size:
             raise ValueError(
@@ -111,7 +111,7 @@ def set_swin_window(model: torch.nn.Module, window: Optional[int]) -> int:
                 'the model was built with); the curriculum sets '
                 'window = B / 32, so B must not exceed the full size.')
         module.window_size = size
-        module.shift_size = size // 2 if full_shift else 0
+        module.shift_size = size // 2 if msa.full_shift else 0
         msa.window_size = (size, size)
         count += 1
     return count
@@ -158,8 +158,8 @@ class SwinWindows:
     def set_size(self, size) -> int:
         """Fit the windows to an input of ``size``; returns the window."""
         self.window = self.window_for(size)
-        full = {m._mmet_full[0] for m in self.model.modules()
-                if hasattr(m, '_mmet_full')}
+        full = {m.full_window[0] for m in self.model.modules()
+                if isinstance(m, ElasticWindowMSA)}
         set_swin_window(self.model, min([self.window, *full]))
         return self.window
 
@@ -170,74 +170,18 @@ class SwinWindows:
 
 @HOOKS.register_module()
 class SwinWindowHook(Hook):
-    """Fit Swin's window to each stage's B (window = B / ``stride``).
+    """Deprecated: the curriculum fits Swin windows to B by itself.
 
-    :class:`~mmet.hooks.EfficientTrainHook` does this by itself for every
-    model with Swin windows; this hook is the explicit form, for a
-    ``stride`` of your own. Where it is registered, after
-    ``EfficientTrainHook`` (or an ``EfficientTrainLoop``), the hook leaves
-    the windows to it::
-
-        custom_hooks = [dict(type='EfficientTrainHook', ...),
-                        dict(type='SwinWindowHook', stride=32)]
-
-    Args:
-        stride (int): Total down-sampling of the last Swin stage (patch 4 x
-            three patch mergings = 32). The window of a stage is
-            ``B // stride``, as in the official code (160 -> 5, 192 -> 6,
-            224 -> 7).
+    :class:`~mmet.driver.StageDriver` finds the Swin windows of any model
+    and sets window = B // 32 with every stage; this hook does nothing but
+    say so. Remove it from ``custom_hooks``.
     """
-
-    priority = 'NORMAL'  # after EfficientTrainHook (ABOVE_NORMAL) sets B
 
     def __init__(self, stride: int = 32) -> None:
         self.stride = stride
-        self.window: Optional[int] = None
-
-    @staticmethod
-    def _model(runner) -> torch.nn.Module:
-        model = runner.model
-        return model.module if is_model_wrapper(model) else model
-
-    def _driver(self, runner):
-        from .hooks import EfficientTrainHook
-        drivers = [h for h in runner.hooks
-                   if isinstance(h, EfficientTrainHook)]
-        if not drivers:
-            raise RuntimeError(
-                'SwinWindowHook follows the B of an EfficientTrainHook, but '
-                'none is registered: add one to custom_hooks (or train with '
-                'EfficientTrainLoop).')
-        return drivers[0]
 
     def before_train(self, runner) -> None:
-        self._driver(runner)
-        if set_swin_window(self._model(runner), None) == 0:
-            raise RuntimeError(
-                'SwinWindowHook found no Swin window attention '
-                '(mmpretrain ShiftWindowMSA) in the model; remove the hook '
-                'for non-Swin models.')
-
-    def before_train_epoch(self, runner) -> None:
-        size = self._driver(runner).current_size
-        if size is None:
-            raise RuntimeError('EfficientTrainHook has not set a stage yet; '
-                               'SwinWindowHook must run after it.')
-        self.window = SwinWindows(self._model(runner),
-                                  self.stride).set_size(size)
-        runner.message_hub.update_scalar('train/swin_window', self.window)
-
-    def _full(self, runner) -> None:
-        set_swin_window(self._model(runner), None)
-
-    def after_train_epoch(self, runner) -> None:
-        self._full(runner)  # validation and checkpoints see the full model
-
-    def before_val(self, runner) -> None:
-        self._full(runner)
-
-    def before_test(self, runner) -> None:
-        self._full(runner)
-
-    def after_train(self, runner) -> None:
-        self._full(runner)
+        print_log(
+            'SwinWindowHook is deprecated and does nothing: the curriculum '
+            'fits Swin windows to each stage\'s B by itself. Remove it from '
+            'custom_hooks.', logger='current', level=30)

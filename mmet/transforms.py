@@ -1,9 +1,11 @@
 """Data transforms that the EfficientTrain curriculum drives.
 
-All keep their curriculum state in plain attributes (``size``, ``scale``
-and ``magnitude_level``), so they pickle into data workers like any other
-transform. :class:`~mmet.hooks.EfficientTrainHook` sets the attributes and
-makes sure the workers see them.
+Each is a staged transform (:mod:`mmet.staged`): it declares its full size
+or full magnitude (what it was configured with) and takes a stage with
+``set_stage``. Their state is plain attributes (``size``, ``scale`` and
+``magnitude_level``), so they pickle into data workers like any other
+transform; :class:`~mmet.hooks.EfficientTrainHook` restarts the workers at
+a stage switch so that they see it.
 """
 from functools import lru_cache
 from typing import Dict, Optional, Sequence, Tuple, Union
@@ -14,12 +16,9 @@ from mmcv.transforms import BaseTransform
 from mmpretrain.datasets.transforms import RandAugment, RandomResizedCrop
 from mmpretrain.registry import TRANSFORMS
 
-
-def _to_hw(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
-    if isinstance(size, (int, np.integer)):
-        return int(size), int(size)
-    h, w = size
-    return int(h), int(w)
+from .curriculum import Stage
+from .sizes import at_bandwidth, hw, square
+from .staged import check_magnitude
 
 
 @lru_cache(maxsize=64)
@@ -60,7 +59,7 @@ def fourier_crop(img: np.ndarray, size: Union[int, Sequence[int]]
         np.ndarray: ``h x w (x C)`` in float32, or float64 for float64 input.
     """
     H, W = img.shape[:2]
-    h, w = _to_hw(size)
+    h, w = hw(size)
     dtype = np.float64 if img.dtype == np.float64 else np.float32
     x = img.astype(dtype, copy=False)
     # forward normalisation on both passes gives the (hw / HW) * (1 / hw)
@@ -102,7 +101,7 @@ def lanczos_resize(img: np.ndarray, size: Union[int, Sequence[int]]
         np.ndarray: ``h x w (x C)``, ``uint8`` for such input, else float32.
     """
     from PIL import Image
-    h, w = _to_hw(size)
+    h, w = hw(size)
     if img.dtype == np.uint8 and (img.ndim == 2 or img.shape[2] in (1, 3, 4)):
         squeeze = img.ndim == 3 and img.shape[2] == 1
         src = img[..., 0] if squeeze else img
@@ -161,8 +160,11 @@ class FourierCrop(BaseTransform):
 
     MODES = ('fft', 'lanczos')
 
+    full_magnitude = None
+
     def __init__(self, size: Union[int, Sequence[int]], mode: str = 'fft'):
         self.size = self._check_size(size)
+        self.full_size = square(self.size)
         if mode not in self.MODES:
             raise ValueError(
                 f'FourierCrop mode must be one of {self.MODES}, got '
@@ -172,7 +174,7 @@ class FourierCrop(BaseTransform):
     @staticmethod
     def _check_size(size):
         try:
-            h, w = _to_hw(size)
+            h, w = hw(size)
         except (TypeError, ValueError):
             raise ValueError(
                 f'FourierCrop size must be an int or (h, w), got {size!r}.'
@@ -180,6 +182,10 @@ class FourierCrop(BaseTransform):
         if h < 1 or w < 1:
             raise ValueError(f'FourierCrop size must be positive, got {size}.')
         return size if isinstance(size, int) else (h, w)
+
+    def set_stage(self, stage: Stage) -> None:
+        """Keep the stage's bandwidth of the full size."""
+        self.size = at_bandwidth(stage.bandwidth, self.full_size)
 
     def transform(self, results: Dict) -> Dict:
         img = results['img']
@@ -190,7 +196,7 @@ class FourierCrop(BaseTransform):
                 f'{type(img).__name__} of shape {getattr(img, "shape", None)} '
                 f'({path}). Put it before PackInputs, which makes tensors.')
         H, W = img.shape[:2]
-        h, w = _to_hw(self.size)
+        h, w = hw(self.size)
         if h > H or w > W:
             # a C x H x W array passes as a 3-pixel-high image: say so
             hint = (' The image looks channel-first (C x H x W); the '
@@ -202,7 +208,7 @@ class FourierCrop(BaseTransform):
                 'shrink: put a resize or crop to the full size (e.g. '
                 'RandomResizedCrop(scale=...)) before FourierCrop, or lower '
                 'the curriculum bandwidth.')
-        if (h, w) != (H, W) and getattr(self, 'mode', 'fft') == 'lanczos':
+        if (h, w) != (H, W) and self.mode == 'lanczos':
             out = lanczos_resize(img, (h, w))
             if np.issubdtype(img.dtype, np.integer) and out.dtype != img.dtype:
                 info = np.iinfo(img.dtype)
@@ -219,7 +225,7 @@ class FourierCrop(BaseTransform):
         return results
 
     def __repr__(self) -> str:
-        mode = getattr(self, 'mode', 'fft')
+        mode = self.mode
         extra = '' if mode == 'fft' else f", mode='{mode}'"
         return f'{self.__class__.__name__}(size={self.size}{extra})'
 
@@ -249,8 +255,9 @@ class StagedRandAug(RandAugment):
     Args:
         magnitude_level (float): Magnitude on the 0-``total_level`` scale. In
             a curriculum write the final stage's value; the hook sets each
-            stage's m (and warns where the final one differs). ``0`` disables the transform entirely, so early stages
-            see unaugmented images (the magnitude-free policies such as
+            stage's m (and warns where the final one differs). ``0``
+            disables the transform entirely, so early stages see
+            unaugmented images (the magnitude-free policies such as
             Equalize would otherwise still fire).
         policies (str | list[dict]): As in :class:`RandAugment`. Defaults to
             ``'timm_increasing'``.
@@ -273,13 +280,15 @@ class StagedRandAug(RandAugment):
             magnitude_level=magnitude_level,
             magnitude_std=magnitude_std,
             **kwargs)
-        self._check_level(magnitude_level)
+        check_magnitude(self, magnitude_level, self.total_level)
+        self.full_magnitude = float(magnitude_level)
 
-    def _check_level(self, level: float) -> None:
-        if not 0 <= level <= self.total_level:
-            raise ValueError(
-                f'StagedRandAug magnitude_level {level} is outside '
-                f'[0, {self.total_level}].')
+    full_size = None
+
+    def set_stage(self, stage: Stage) -> None:
+        """Augment at the stage's m."""
+        check_magnitude(self, stage.magnitude, self.total_level)
+        self.magnitude_level = stage.magnitude
 
     def transform(self, results: Dict) -> Optional[Dict]:
         img = results['img']
@@ -348,8 +357,8 @@ class StagedRandomResizedCrop(RandomResizedCrop):
     cv2's bilinear/bicubic kernels do not widen on down-scaling and alias,
     so they are refused.
 
-    :class:`~mmet.hooks.EfficientTrainHook` sets ``scale`` per stage,
-    relative to the configured (final) ``scale``. A :class:`FourierCrop`
+    The curriculum sets ``scale`` per stage (``set_stage``), relative to
+    the configured (final) ``scale``. A :class:`FourierCrop`
     later in the pipeline then receives B x B and is a no-op; it may stay.
 
     Required Keys:
@@ -382,3 +391,10 @@ class StagedRandomResizedCrop(RandomResizedCrop):
                 "interpolation='area'.")
         super().__init__(
             scale, backend=backend, interpolation=interpolation, **kwargs)
+        self.full_size = square(self.scale)
+
+    full_magnitude = None
+
+    def set_stage(self, stage: Stage) -> None:
+        """Resize the crop to the stage's bandwidth of the full size."""
+        self.scale = hw(at_bandwidth(stage.bandwidth, self.full_size))
