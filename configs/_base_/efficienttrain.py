@@ -1,11 +1,14 @@
 # Adds the EfficientTrain curriculum to an mmpretrain ImageNet config.
 #
-# Use it as a second base and then set the pipeline and the hook:
+# Use it as a second base and then set the pipeline, the loop, the fast
+# training step and the safe checkpoints:
 #
 #   _base_ = ['mmpretrain::convnext/convnext-tiny_32xb128_in1k.py',
 #             '../_base_/efficienttrain.py']
 #   train_dataloader = dict(dataset=dict(pipeline=_base_.et_train_pipeline))
-#   custom_hooks = [_base_.et_hook]   # plus any hooks the model config had
+#   train_cfg = dict(_base_.et_loop, _delete_=True, max_epochs=300)
+#   optim_wrapper = _base_.et_fast_step
+#   default_hooks = dict(checkpoint=_base_.et_checkpoint)
 #
 # (mmengine refuses keys defined in two bases, so this file only adds new
 # names; the two assignments above are made in the child config.)
@@ -67,8 +70,22 @@ etpp_lanczos_pipeline = [
     dict(type='PackInputs'),
 ]
 
-# 5 equal stages: B = 160, 160, 160, 192, 224 and m = 1, 3, 5, 7, 9
+# 5 equal stages: B = 160, 160, 160, 192, 224 and m = 1, 3, 5, 7, 9, over
+# the config's max_epochs; each stage below 224 runs the micro-batch of about
+# 224 px's pixels where the gradient accumulation leaves room (mmet/plan.py)
+et_loop = dict(
+    type='EfficientTrainLoop', curriculum='efficienttrain',
+    micro_batch='auto', val_interval=1)
+# EfficientTrain++: ten equal-compute stages, m = 0..9, over a budget that
+# the child config gives (configs/_base_/efficienttrain_pp.py)
+etpp_loop = dict(et_loop, curriculum='efficienttrain++')
+# the hook alone, for a config that keeps mmengine's EpochBasedTrainLoop
 et_hook = dict(type='EfficientTrainHook', curriculum='efficienttrain')
+# merged param groups, bf16 without a GradScaler, channels_last for ConvNets
+# on CUDA (mmet/fast_step.py); merged into the config's optim_wrapper
+et_fast_step = dict(constructor='FastStepConstructor')
+# checkpoints that a kill during a save leaves whole (mmet/checkpoint.py)
+et_checkpoint = dict(type='SafeCheckpointHook')
 
 # The cheap data path (tools/benchmark_datapath.py): the random crop is
 # resized straight to B with an antialiased (PIL) filter, and flip,

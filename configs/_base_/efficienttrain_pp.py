@@ -8,10 +8,8 @@
 # config then sets:
 #
 #   budget = 200                     # E; 300 / E = the speedup vs 300 epochs
-#   train_cfg = dict(_delete_=True, type='EfficientTrainLoop',
-#                    curriculum='efficienttrain++', family='resnet',
-#                    budget=budget, val_interval=1)
-#   custom_hooks = []                # the loop registers EfficientTrainHook
+#   train_cfg = dict(_base_.etpp_loop, _delete_=True, family='resnet',
+#                    budget=budget)
 #   model = dict(backbone=dict(drop_path_rate=<rate at E=200> * budget / 200))
 #
 # - max_epochs is derived by the loop: a stage at B runs (E/10)(224/B)^2 real

@@ -7,7 +7,7 @@
 # N(0, 0.01) head). Measured on this 10-epoch training of 16000 images, one
 # seed each: mmpretrain's initialisation 90.08 and 89.56 top-1, PyTorch's
 # 91.46, and a bare PyTorch loop of the same work 91.53; RandAugment at m=9
-# costs it another 4-7 points (README, Evidence). tools/demo.py trains it on
+# costs it another 4-8 points (docs/evidence.md). tools/demo.py trains it on
 # 16000 images for 10 epochs.
 _base_ = ['./fmnist_resnet_baseline.py']
 

@@ -7,6 +7,8 @@ _base_ = [
 
 train_dataloader = dict(dataset=dict(pipeline=_base_.et_train_pipeline))
 custom_hooks = [
-    dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
-    _base_.et_hook,
-]
+    dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]
+optim_wrapper = _base_.et_fast_step
+train_cfg = dict(
+    _base_.et_loop, _delete_=True, max_epochs=_base_.train_cfg.max_epochs)
+default_hooks = dict(checkpoint=_base_.et_checkpoint)

@@ -7,4 +7,7 @@ _base_ = [
 ]
 
 train_dataloader = dict(dataset=dict(pipeline=_base_.et_train_pipeline))
-custom_hooks = [_base_.et_hook]
+optim_wrapper = _base_.et_fast_step
+train_cfg = dict(
+    _base_.et_loop, _delete_=True, max_epochs=_base_.train_cfg.max_epochs)
+default_hooks = dict(checkpoint=_base_.et_checkpoint)

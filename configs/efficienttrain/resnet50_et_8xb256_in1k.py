@@ -23,7 +23,10 @@ train_dataloader = dict(
     batch_size=256, dataset=dict(pipeline=_base_.et_train_pipeline))
 # 8 GPUs x 256 = 2048: the paper's 4e-3 at 4096, linearly scaled
 optim_wrapper = dict(
+    _base_.et_fast_step,
     optimizer=dict(lr=4e-3 * 2048 / 4096),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0))
-custom_hooks = [_base_.et_hook]
+train_cfg = dict(
+    _base_.et_loop, _delete_=True, max_epochs=_base_.train_cfg.max_epochs)
+default_hooks = dict(checkpoint=_base_.et_checkpoint)
 auto_scale_lr = dict(base_batch_size=2048)

@@ -4,13 +4,6 @@ _base_ = ['../efficienttrain/swin-tiny_et_16xb64_in1k.py']
 
 budget = 200  # E, full-size-equivalent epochs: 1.5x fewer FLOPs than 300
 train_cfg = dict(
-    _delete_=True,
-    type='EfficientTrainLoop',
-    curriculum='efficienttrain++',
-    family='swin',
-    budget=budget,
-    val_interval=1)
-# EfficientTrainLoop registers the EfficientTrainHook with its stages
-custom_hooks = []  # its hook also sets Swin's window to B / 32 per stage
+    _base_.etpp_loop, _delete_=True, family='swin', budget=budget)
 # drop_path scaled by E/200 as in the official recipe
 model = dict(backbone=dict(drop_path_rate=0.2 * budget / 200))
