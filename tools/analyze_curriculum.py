@@ -24,10 +24,7 @@ from mmengine.config import DictAction  # noqa: E402
 
 from mmet.cli import (add_curriculum_args,  # noqa: E402
                       apply_curriculum_args, load_config)
-from mmet.curriculum import (BASELINE_EPOCHS, Curriculum,  # noqa: E402
-                             budget_for_speedup)
-from mmet.loops import EfficientTrainLoop, switches_by_iter  # noqa: E402
-from mmet.stages import StageDriver  # noqa: E402
+from mmet.plan import plan_from_config  # noqa: E402
 
 
 def parse_args():
@@ -44,89 +41,27 @@ def parse_args():
     return parser.parse_args()
 
 
-LOOP_TYPES = ('EfficientTrainLoop', 'mmet.EfficientTrainLoop')
 NO_FULL_SIZE = ('The train pipeline has no FourierCrop or '
                 'StagedRandomResizedCrop, and there is no '
                 'DeviceAugmentPreprocessor; their size gives the full input '
                 'size.')
 
 
-def find_budget_plan(cfg):
-    """The BudgetPlan, full size and baseline of an EfficientTrainLoop, and
-    whether its stages switch by iteration (as the loop decides)."""
-    loop = cfg.train_cfg
-    driver = StageDriver.from_config(cfg)
-    baseline = loop.get('baseline_epochs', BASELINE_EPOCHS)
-    if loop.get('budget') is not None:
-        budget = loop['budget']
-    elif loop.get('speedup') is not None:
-        budget = budget_for_speedup(loop['speedup'], baseline)
-    else:
-        raise SystemExit('EfficientTrainLoop needs budget=E or speedup=.')
-    try:  # the loop's own validation: a bogus replay fails here too
-        replay = EfficientTrainLoop.replay_settings(
-            loop.get('replay'), len(driver.curriculum))
-    except ValueError as e:
-        raise SystemExit(f'train_cfg.replay: {e}') from None
-    times = replay['times'] if replay else None
-    by_iter = switches_by_iter(driver, replay, loop.get('low_res_batch', 1))
-    plan = driver.curriculum.plan(budget, times, every_stage=not by_iter)
-    if driver.full_size is None:
-        raise SystemExit(NO_FULL_SIZE)
-    return plan, driver.full_size, baseline, by_iter
-
-
-def report_budget(plan, full, baseline, by_iter=False) -> dict:
-    stages = plan.table(full)
-    if by_iter:  # each stage its exact share, to within one iteration
-        start = 0.0
-        for row, s in zip(stages, plan.curriculum.stages):
-            row['epochs'] = s.share * plan.max_epochs
-            row['start_epoch'] = start
-            row['end_epoch'] = start = start + row['epochs']
-            row['compute'] = row['epochs'] * row['relative_cost'] / \
-                plan.max_epochs
-    compute = sum(r['compute'] for r in stages) * plan.max_epochs
-    return dict(
+def report(plan) -> dict:
+    """The plan as a JSON-able report: its stages and its cost."""
+    compute = plan.compute_epochs()
+    rep = dict(
         max_epochs=plan.max_epochs,
-        full_size=full,
-        budget=plan.budget,
-        baseline_epochs=baseline,
-        compute_epochs=compute,
-        stages=stages,
-        switch='iteration' if by_iter else 'epoch',
-        replanned=plan.replanned,
+        full_size=plan.full_size,
+        stages=plan.table(),
+        switch=plan.switch,
         relative_compute=compute / plan.max_epochs,
-        predicted_speedup=baseline / compute)
-
-
-def find_curriculum(cfg):
-    """The curriculum, max_epochs and full size a config trains with."""
-    hooks = [h for h in cfg.get('custom_hooks', None) or []
-             if h.get('type') in ('EfficientTrainHook',
-                                  'mmet.EfficientTrainHook')]
-    if not hooks:
-        raise SystemExit(
-            'The config has no EfficientTrainHook in custom_hooks; add '
-            "dict(type='EfficientTrainHook', curriculum='efficienttrain').")
-    curriculum = Curriculum.build(hooks[0].get('curriculum', 'efficienttrain'))
-    max_epochs = cfg.train_cfg.get('max_epochs')
-    if max_epochs is None:
-        raise SystemExit('train_cfg has no max_epochs; the curriculum needs '
-                         'an epoch-based loop.')
-    full = StageDriver.from_config(cfg, curriculum).full_size
-    if full is None:
-        raise SystemExit(NO_FULL_SIZE)
-    return curriculum, max_epochs, full
-
-
-def report(curriculum: Curriculum, max_epochs: int, full) -> dict:
-    return dict(
-        max_epochs=max_epochs,
-        full_size=full,
-        stages=curriculum.table(max_epochs, full),
-        relative_compute=curriculum.relative_compute(max_epochs, full),
-        predicted_speedup=curriculum.speedup(max_epochs, full))
+        compute_epochs=compute,
+        predicted_speedup=plan.predicted_speedup())
+    if plan.by_budget:
+        rep.update(budget=plan.budget, baseline_epochs=plan.baseline_epochs,
+                   replanned=plan.replanned)
+    return rep
 
 
 def format_table(rep: dict) -> str:
@@ -202,11 +137,14 @@ def main():
     cfg = load_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    apply_curriculum_args(cfg, args)
-    if cfg.get('train_cfg', {}).get('type') in LOOP_TYPES:
-        rep = report_budget(*find_budget_plan(cfg))
-    else:
-        rep = report(*find_curriculum(cfg))
+    try:
+        apply_curriculum_args(cfg, args)
+        plan = plan_from_config(cfg)
+    except ValueError as e:
+        raise SystemExit(f'analyze_curriculum: error: {e}') from None
+    if plan.full_size is None:
+        raise SystemExit(f'analyze_curriculum: error: {NO_FULL_SIZE}')
+    rep = report(plan)
     if args.json:
         print(json.dumps(rep, indent=2))
     else:

@@ -64,7 +64,11 @@ from mmengine.runner import Runner  # noqa: E402
 from mmpretrain.registry import METRICS  # noqa: E402
 
 import mmet  # noqa: E402,F401
+from mmet.config import (curriculum_hook, curriculum_loop,  # noqa: E402
+                         type_name)
 from mmet.curriculum import Curriculum  # noqa: E402
+from mmet.plan import plan_from_config  # noqa: E402
+from mmet.schedulers import scale_schedule  # noqa: E402
 
 DEMO = osp.join(ROOT, 'configs', 'demo')
 PRESET_CONFIGS = {
@@ -86,7 +90,7 @@ PRESET_CONFIGS = {
 }
 METHODS = ('baseline', 'efficienttrain', 'efficienttrain++', 'equal-compute',
            'progressive-resizing')
-# the demo's regime: see the README (Evidence) for why these numbers
+# the demo's regime: see docs/evidence.md for why these numbers
 DEMO_EPOCHS = 10
 DEMO_TRAIN_SUBSET = 16000
 # a run whose predictions end at the class prior learned nothing
@@ -154,8 +158,9 @@ class FinalMetrics(Hook):
 
 # configs ---------------------------------------------------------------------
 def is_etpp(cfg: Config) -> bool:
-    return str(cfg.train_cfg.get('type', '')).split('.')[-1] == \
-        'EfficientTrainLoop'
+    """Whether ``cfg`` trains for a budget (EfficientTrain++)."""
+    loop = curriculum_loop(cfg)
+    return loop is not None and loop.get('max_epochs') is None
 
 
 def scale_schedulers(cfg: Config, factor: float) -> None:
@@ -164,8 +169,9 @@ def scale_schedulers(cfg: Config, factor: float) -> None:
     A scheduler shrunk to less than one iteration (a warm-up of a fraction
     of a tiny epoch) is dropped.
     """
-    from search_curriculum import _drop_empty_schedulers, _scale_schedulers
-    _scale_schedulers(cfg, factor)
+    from search_curriculum import _drop_empty_schedulers
+    if cfg.get('param_scheduler'):
+        cfg.param_scheduler = scale_schedule(cfg.param_scheduler, factor)
     indices = cfg.train_dataloader.dataset.get('indices')
     if isinstance(indices, int):
         epoch_length = math.ceil(indices / cfg.train_dataloader.batch_size)
@@ -213,23 +219,18 @@ def per_sample(cfg: Config) -> None:
 
 
 def curriculum_of(cfg: Config) -> Optional[Curriculum]:
-    """The EfficientTrainHook curriculum of a config, or None."""
-    for hook in cfg.get('custom_hooks') or []:
-        if str(hook.get('type', '')).split('.')[-1] == 'EfficientTrainHook':
-            return Curriculum.build(hook.get('curriculum', 'efficienttrain'))
-    return None
+    """The curriculum a config trains (its loop's or hook's), or None."""
+    if curriculum_loop(cfg) is None and curriculum_hook(cfg) is None:
+        return None
+    return plan_from_config(cfg).base_curriculum
 
 
 def predicted_speedup(cfg: Config) -> float:
-    """FLOPs speedup of a config against its epochs at full size."""
-    from analyze_curriculum import find_budget_plan, find_curriculum
-    if is_etpp(cfg):
-        plan, full, baseline = find_budget_plan(cfg)
-        return baseline / plan.compute_epochs(full)
+    """FLOPs speedup of a config against its baseline's epochs at full
+    size (the plan's, :meth:`~mmet.plan.TrainPlan.predicted_speedup`)."""
     if curriculum_of(cfg) is None:
         return 1.0
-    curriculum, max_epochs, full = find_curriculum(cfg)
-    return curriculum.speedup(max_epochs, full)
+    return plan_from_config(cfg).predicted_speedup()
 
 
 def equal_compute_epochs(et_cfg: Config) -> int:
@@ -242,8 +243,7 @@ def progressive_resizing(et_cfg: Config) -> Config:
     """ET's B schedule, bilinear down-sampling, no RandAugment ramp."""
     cfg = copy.deepcopy(et_cfg)
     pre = cfg.get('data_preprocessor') or {}
-    if str(pre.get('type', '')).split('.')[-1] != \
-            'DeviceAugmentPreprocessor':
+    if type_name(pre) != 'DeviceAugmentPreprocessor':
         raise SystemExit(
             'The progressive-resizing ablation resizes whole batches, so it '
             'needs the batched data path (DeviceAugmentPreprocessor); use '
@@ -253,9 +253,7 @@ def progressive_resizing(et_cfg: Config) -> Config:
     final = max(s.magnitude for s in et_stages)
     stages = [dict(share=s.share, bandwidth=s.bandwidth, magnitude=final)
               for s in et_stages]
-    for hook in cfg.custom_hooks:
-        if str(hook.get('type', '')).split('.')[-1] == 'EfficientTrainHook':
-            hook['curriculum'] = stages
+    (curriculum_loop(cfg) or curriculum_hook(cfg))['curriculum'] = stages
     return cfg
 
 
@@ -380,24 +378,19 @@ def is_collapsed(top1: float, majority_rate: float,
 
 
 def plan_of(runner) -> dict:
-    """The curriculum a finished run followed: stages and predicted speedup.
-    """
-    loop = runner.train_loop
-    if hasattr(loop, 'plan'):  # EfficientTrainLoop: a compute budget
-        return dict(predicted_speedup=loop.predicted_speedup(),
-                    stages=loop.plan.table(loop.full_size),
-                    compute_epochs=loop.compute_epochs())
+    """The curriculum a finished run followed: stages and predicted speedup
+    (its loop's plan, or its hook's)."""
+    plan = getattr(runner.train_loop, 'plan', None)
     hooks = [h for h in runner.hooks
              if type(h).__name__ == 'EfficientTrainHook']
-    if not hooks:  # full size: the speedup is in the epochs it cuts
+    if plan is None and hooks:
+        plan = hooks[0].plan
+    if plan is None:  # full size: the speedup is in the epochs it cuts
         reference = runner.cfg.get('reference_epochs', runner.max_epochs)
         return dict(predicted_speedup=reference / runner.max_epochs,
                     compute_epochs=runner.max_epochs)
-    hook, epochs = hooks[0], runner.max_epochs
-    speedup = hook.curriculum.speedup(epochs, hook.full_size)
-    return dict(predicted_speedup=speedup,
-                stages=hook.curriculum.table(epochs, hook.full_size),
-                compute_epochs=epochs / speedup)
+    return dict(predicted_speedup=plan.predicted_speedup(),
+                stages=plan.table(), compute_epochs=plan.compute_epochs())
 
 
 def cached_run(method: str, cfg: Config, seed: int, work_dir: str,

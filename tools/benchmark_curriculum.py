@@ -1,43 +1,41 @@
 """Measure what a curriculum saves in wall time, stage by stage.
 
-    python tools/benchmark_curriculum.py configs/demo/fmnist_resnet_et.py
+    python tools/benchmark_curriculum.py configs/demo/fmnist_resnet_cropflip_et.py
     python tools/benchmark_curriculum.py CONFIG --iters 20 --out bench.json
+    python tools/benchmark_curriculum.py mmpretrain::resnet/resnet50_8xb32_in1k.py \
+        --curriculum efficienttrain --fake-data 2048
 
-For each distinct stage of the config's ``EfficientTrainHook`` it times, with
-the config's real model, optimizer, pipeline and data loader (workers
-included), on the device present:
+For each distinct stage of the config's plan (:mod:`mmet.plan`, as the
+loop or the hook makes it) it sets the stage as training does (the driver:
+transforms, data preprocessor and Swin windows) and times, with the
+config's real model, optimizer wrapper (the fast step where the config
+has it), pipeline and loader (workers included), on the device present:
 
-- ``loader``: the input pipeline alone (samples/s): the data loader, plus
+- ``loader``: the input pipeline alone (images/s): the data loader, plus
   the decode and augmentation on the device for a config with
-  ``DeviceAugmentPreprocessor`` (mmet/device_pipeline.py);
-- ``model``: the training step alone on a batch of the stage's shape;
-- ``end-to-end``: loader and training step together, as in training.
+  ``DeviceAugmentPreprocessor``. Timing starts only once the batches that
+  the workers queued ahead (``num_workers * prefetch_factor``) are
+  consumed, so it reads the pipeline's rate, not the queue's;
+- ``model``: the training step alone on a batch of the stage's shape (its
+  micro-batch, where the plan runs a larger one);
+- ``end-to-end``: loader and training step together, as in training (the
+  device pipeline one batch ahead where the loop does that), from a
+  drained queue too.
 
 From the per-stage rates and the epochs of each stage it reports three
-speedups against training every epoch at the final stage (the baseline):
+speedups against training every epoch at full size (the baseline):
+predicted (FLOPs), ceiling (model step only: what a loader that keeps up
+would give) and measured (end to end). A measured speedup above the
+ceiling (beyond 1% of noise) cannot be and is reported as invalid, with
+the cause. It also reports which of loader and model binds each stage,
+the cost of a stage switch (fresh workers' first batch) against the
+stage's time, and which parts of the fast training step were on. Ratios
+are measured side by side in one run: ``--repeats`` rounds over all the
+stages, each rate the median of its rounds.
 
-- predicted: FLOPs, taking cost proportional to pixels;
-- ceiling: model step only (what a loader that keeps up would give);
-- measured: end to end.
-
-and which of loader and model binds each stage, and the cost of a stage
-switch: the hook restarts persistent workers, so the first batch after it
-waits for fresh workers; its extra time is compared with the stage's
-training time (its epochs at the end-to-end rate). For an EfficientTrain++
-config (``EfficientTrainLoop``) the stages and epochs are the loop's, and
-the baseline is ``baseline_epochs`` at full size. Ratios are measured side by
-side in one run: ``--repeats`` rounds over all the stages, each rate the
-median of its rounds, so that a shared machine's drift hits every stage
-alike; absolute rates depend on the machine. Denormal numbers are flushed to
-zero throughout (see ``main``), so that CPU rates compare.
-
-``--fake-data N`` replaces the train set (ImageNet for the shipped configs)
-by N random JPEGs of ImageNet's typical size, written to a temporary folder
-and read through the config's own pipeline, so the shipped configs run on a
-machine without the dataset:
-
-    python tools/benchmark_curriculum.py \
-        configs/device/resnet50_et-device_8xb256_in1k.py --fake-data 2048
+``--fake-data N`` replaces the train set by N random JPEGs of ImageNet's
+typical size read through the config's own pipeline, so the shipped
+configs run without ImageNet.
 """
 import argparse
 import atexit
@@ -63,16 +61,23 @@ import mmet  # noqa: E402,F401
 from mmet import compat  # noqa: E402
 from mmet.cli import (add_curriculum_args,  # noqa: E402
                       apply_curriculum_args, load_config)
-from mmet.device_pipeline import DeviceAugmentPreprocessor  # noqa: E402
-from mmet.hooks import EfficientTrainHook  # noqa: E402
+from mmet.config import curriculum_hook  # noqa: E402
+from mmet.driver import StageDriver  # noqa: E402
+from mmet.loops import EfficientTrainLoop  # noqa: E402
+from mmet.plan import TrainPlan, resolve_curriculum  # noqa: E402
+from mmet.prefetch import DevicePrefetcher  # noqa: E402
+from mmet.sizes import hw  # noqa: E402
+
+# how far end to end may read above the model-only ceiling before the
+# measurement is called invalid (timing noise)
+CEILING_TOLERANCE = 0.01
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Per-stage loader/model/end-to-end throughput of a '
         'curriculum')
-    parser.add_argument('config', help='training config with an '
-                        'EfficientTrainHook')
+    parser.add_argument('config', help='training config with a curriculum')
     parser.add_argument('--iters', type=int, default=15,
                         help='timed batches per measurement')
     parser.add_argument('--warmup', type=int, default=3,
@@ -88,7 +93,7 @@ def parse_args():
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings, key=value')
     add_curriculum_args(parser)  # as tools/train.py --curriculum
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def use_fake_data(cfg, num: int, root: str, classes: int = 10) -> None:
@@ -128,65 +133,257 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def time_loader(loader, iters, warmup, prepare, device):
-    """Samples/s of the input pipeline alone, and the seconds to the first
-    batch from fresh workers (as after a stage switch); ``prepare`` is the
-    device pipeline's part, if any."""
-    start = time.perf_counter()
-    it = iter(loader)
-    prepare(next(it))
-    _sync(device)
-    first = time.perf_counter() - start
-    for _ in range(warmup):
-        prepare(next(it))
-    _sync(device)
-    n, start = 0, time.perf_counter()
-    for _ in range(iters):
-        batch = prepare(next(it))
-        n += len(batch['inputs'])
-    _sync(device)
-    return n / (time.perf_counter() - start), first, batch
+class Bench:
+    """A config built for timing: its model, optimizer wrapper, loader,
+    driver and plan, as training builds them."""
+
+    def __init__(self, cfg):
+        self.runner = Runner.from_cfg(cfg)
+        loop = self.runner.train_loop
+        self.model = self.runner.model
+        self.loader = loop.dataloader
+        if isinstance(loop, EfficientTrainLoop):
+            self.driver, self.plan = loop.driver, loop.plan
+            self.prefetch = loop.prefetch
+        else:
+            hook = curriculum_hook(cfg)
+            if hook is None:
+                raise SystemExit('The config has no EfficientTrainLoop and '
+                                 'no EfficientTrainHook.')
+            self.driver = StageDriver(
+                resolve_curriculum(hook.get('curriculum') or
+                                   'efficienttrain'),
+                hook.get('low_pass') or 'fourier').bind(
+                    self.loader.dataset, self.model)
+            self.plan = TrainPlan(self.driver.curriculum,
+                                  full_size=self.driver.full_size,
+                                  max_epochs=loop.max_epochs)
+            self.prefetch = False
+        self.optim_wrapper = self.runner.build_optim_wrapper(
+            cfg.optim_wrapper)
+        self.optim_wrapper.initialize_count_status(self.model, 0, 10**9)
+        self.device = next(self.model.parameters()).device
+        self.workers = self.loader.num_workers
+        self.queued = self.workers * (self.loader.prefetch_factor or 0)
+        pre = self.driver.preprocessor
+        self.augment = pre.augment_batch if hasattr(
+            pre, 'augment_batch') else (lambda batch: batch)
+
+    def fast_step(self) -> dict:
+        """Which parts of the fast training step are on."""
+        wrapper = self.optim_wrapper
+        return dict(
+            param_groups=len(wrapper.optimizer.param_groups),
+            optim_wrapper=type(wrapper).__name__,
+            grad_scaler=hasattr(wrapper, 'loss_scaler'),
+            channels_last=any(
+                p.dim() == 4 and not p.is_contiguous() and
+                p.is_contiguous(memory_format=torch.channels_last)
+                for p in self.model.parameters()),
+            micro_batch=[s.batch for s in self.plan.stages],
+            prefetch=self.prefetch)
+
+    def enter(self, index: int) -> None:
+        """Stage ``index`` as training sets it."""
+        stage = self.plan.stages[index]
+        self.driver.apply(self.plan.state(index))
+        if stage.batch is not None:
+            self.loader.batch_sampler.batch_size = stage.batch
+            compat.set_accumulative_counts(self.optim_wrapper,
+                                           stage.accumulation)
+        compat.restart_workers(self.loader)  # persistent workers re-fork
+
+    def _batches(self, iterator, n):
+        for _ in range(n):
+            try:
+                yield next(iterator)
+            except StopIteration:
+                raise SystemExit(
+                    f'The train loader ran out of batches ({len(self.loader)}'
+                    ' an epoch): timing needs the first batch, the '
+                    f'{self.queued} the workers queue ahead and warm-up and '
+                    'timed batches. Give a larger data set (--fake-data N) '
+                    'or fewer --iters / --warmup.') from None
+
+    def time_loader(self, iters, warmup):
+        """Images/s of the input pipeline alone from a drained queue, and
+        the seconds to the first batch from fresh workers."""
+        start = time.perf_counter()
+        it = iter(self.loader)
+        batch = self.augment(next(it))
+        _sync(self.device)
+        first = time.perf_counter() - start
+        for batch in self._batches(it, self.queued + warmup):
+            self.augment(batch)
+        _sync(self.device)
+        n, start = 0, time.perf_counter()
+        for batch in self._batches(it, iters):
+            batch = self.augment(batch)
+            n += len(batch['inputs'])
+        _sync(self.device)
+        return n / (time.perf_counter() - start), first, batch
+
+    def time_model(self, batch, iters, warmup):
+        """Images/s of the training step alone on one prepared batch."""
+        for _ in range(warmup):
+            self.model.train_step(dict(batch),
+                                  optim_wrapper=self.optim_wrapper)
+        _sync(self.device)
+        start = time.perf_counter()
+        for _ in range(iters):
+            self.model.train_step(dict(batch),
+                                  optim_wrapper=self.optim_wrapper)
+        _sync(self.device)
+        return iters * len(batch['inputs']) / (time.perf_counter() - start)
+
+    def time_end_to_end(self, iters, warmup):
+        loader = DevicePrefetcher(
+            self.loader, lambda batch, i: self.augment(batch),
+            self.device) if self.prefetch else self.loader
+        it = iter(loader)
+        for batch in self._batches(it, 1 + self.queued + warmup):
+            self.model.train_step(batch, optim_wrapper=self.optim_wrapper)
+        _sync(self.device)
+        n, start = 0, time.perf_counter()
+        for batch in self._batches(it, iters):
+            self.model.train_step(batch, optim_wrapper=self.optim_wrapper)
+            n += len(batch['inputs'])
+        _sync(self.device)
+        return n / (time.perf_counter() - start)
 
 
-def device_pipeline_of(model):
-    """The device pipeline's decode + augment step, or the identity."""
-    pre = model.data_preprocessor
-    if not isinstance(pre, DeviceAugmentPreprocessor):
-        return lambda batch: batch
+def measure(bench: Bench, iters: int, warmup: int, repeats: int,
+            log=print) -> dict:
+    """Per-stage rates of ``bench`` and the speedups they give."""
+    plan = bench.plan
+    distinct = {}
+    for s in plan.stages:
+        if s.epochs > 0:
+            distinct.setdefault((s.size, s.magnitude, s.batch), s.index)
+    runs = {key: [] for key in distinct}
+    bench.model.train()
+    for round_ in range(repeats):
+        for key, index in distinct.items():
+            bench.enter(index)
+            loader_rate, first, batch = bench.time_loader(iters, warmup)
+            want = hw(plan.stages[index].size)
+            got = {tuple(x.shape[-2:]) for x in batch['inputs']}
+            if got != {want} and not bench.driver.preprocessor:
+                raise SystemExit(f'stage {index + 1}: the loader gave '
+                                 f'{got}, not {want}')
+            model_rate = bench.time_model(_to(batch, bench.device), iters,
+                                          warmup)
+            e2e_rate = bench.time_end_to_end(iters, warmup)
+            # the first batch's wait beyond a steady-state batch
+            switch = max(0.0, first - len(batch['inputs']) / loader_rate)
+            runs[key].append(dict(loader=loader_rate, model=model_rate,
+                                  end_to_end=e2e_rate, switch_s=switch))
+            log(f'round {round_ + 1}/{repeats} stage {index + 1} '
+                f'B={plan.stages[index].size} '
+                f'm={plan.stages[index].magnitude:g}: loader '
+                f'{loader_rate:.0f}, model {model_rate:.0f}, end-to-end '
+                f'{e2e_rate:.0f} img/s')
+    rates = {key: {k: float(np.median([r[k] for r in rs])) for k in rs[0]}
+             for key, rs in runs.items()}
+    return summarize(plan, rates, len(bench.loader.dataset))
 
-    def prepare(batch):
-        return dict(batch, inputs=pre.augment(list(batch['inputs'])))
-    return prepare
+
+def summarize(plan, rates: dict, images: int) -> dict:
+    """The speedups that per-stage ``rates`` give (keyed by (size,
+    magnitude, batch): loader, model, end_to_end img/s and switch_s); a
+    measured speedup above the model-only ceiling is reported invalid."""
+    rows = []
+    for table_row, s in zip(plan.table(), plan.stages):
+        if s.epochs <= 0:
+            continue
+        r = rates[(s.size, s.magnitude, s.batch)]
+        stage_s = s.epochs * images / r['end_to_end']
+        rows.append(dict(
+            table_row, **r, switch_share=r['switch_s'] / stage_s,
+            bound_by='loader' if r['loader'] < r['model'] else 'model'))
+    full = rows[-1]  # the final stage trains at full size: the baseline
+
+    def speedup(kind):
+        return (plan.baseline_epochs / full[kind]) / sum(
+            r['epochs'] / r[kind] for r in rows)
+
+    report = dict(
+        predicted_speedup=plan.predicted_speedup(),
+        ceiling_speedup=speedup('model'), stages=rows,
+        max_switch_share=max(r['switch_share'] for r in rows))
+    measured = speedup('end_to_end')
+    report['measured_over_ceiling'] = measured / report['ceiling_speedup']
+    if report['measured_over_ceiling'] > 1 + CEILING_TOLERANCE:
+        report['measured_speedup'] = None
+        report['invalid'] = (
+            f'end to end read {measured:.2f}x, above the model-only ceiling '
+            f"{report['ceiling_speedup']:.2f}x, which it cannot be: a stage's"
+            ' loader or end-to-end rate is not the steady state (too few '
+            'timed batches for the workers, or a machine busy with other '
+            'work). Time more batches (--iters, --fake-data) on a quiet '
+            'machine.')
+    else:
+        report['measured_speedup'] = measured
+    return report
 
 
-def time_model(model, optim_wrapper, batch, iters, warmup, device):
-    """Samples/s of the training step alone on one cached batch."""
-    for _ in range(warmup):
-        model.train_step(batch, optim_wrapper=optim_wrapper)
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        model.train_step(batch, optim_wrapper=optim_wrapper)
-    _sync(device)
-    return iters * len(batch['inputs']) / (time.perf_counter() - start)
+def format_report(report: dict) -> str:
+    head = ('stage', 'epochs', 'B', 'm', 'batch', 'loader', 'model',
+            'end-to-end', 'bound by', 'switch s', 'switch/stage')
+    table = [head]
+    for r in report['stages']:
+        table.append((str(r['stage']), f"{r['epochs']:.4g}", str(r['size']),
+                      f"{r['magnitude']:g}", str(r['batch']),
+                      f"{r['loader']:.0f}", f"{r['model']:.0f}",
+                      f"{r['end_to_end']:.0f}", r['bound_by'],
+                      f"{r['switch_s']:.2f}",
+                      f"{100 * r['switch_share']:.2f}%"))
+    widths = [max(len(t[i]) for t in table) for i in range(len(head))]
+    lines = ['  '.join(c.rjust(w) for c, w in zip(t, widths)) for t in table]
+    lines.insert(1, '  '.join('-' * w for w in widths))
+    fast = report['fast_step']
+    measured = (f"{report['measured_speedup']:.2f}x  "
+                f"({report['measured_over_ceiling']:.2f} of the ceiling)"
+                if report['measured_speedup'] is not None else
+                f"INVALID: {report['invalid']}")
+    lines += [
+        f"predicted speedup (FLOPs)     {report['predicted_speedup']:.2f}x",
+        f"ceiling speedup (model only)  {report['ceiling_speedup']:.2f}x",
+        f'measured speedup (end to end) {measured}',
+        f"stage switch (worker restart): at most "
+        f"{100 * report['max_switch_share']:.2f}% of a stage's time",
+        f"fast step: {fast['param_groups']} param groups, "
+        f"{fast['optim_wrapper']}{' with' if fast['grad_scaler'] else ', no'}"
+        f" GradScaler, channels_last {'on' if fast['channels_last'] else 'off'}"
+        f", micro-batches {fast['micro_batch']}, device pipeline ahead "
+        f"{'on' if fast['prefetch'] else 'off'}"]
+    return '\n'.join(lines)
 
 
-def time_end_to_end(model, optim_wrapper, loader, iters, warmup, device):
-    it = iter(loader)
-    for _ in range(warmup):
-        model.train_step(next(it), optim_wrapper=optim_wrapper)
-    _sync(device)
-    n, start = 0, time.perf_counter()
-    for _ in range(iters):
-        batch = next(it)
-        model.train_step(batch, optim_wrapper=optim_wrapper)
-        n += len(batch['inputs'])
-    _sync(device)
-    return n / (time.perf_counter() - start)
+def benchmark(cfg, iters=15, warmup=3, repeats=3, fake_data=0,
+              work_dir=None, log=print) -> dict:
+    """Build ``cfg`` and measure it: the report :func:`main` prints."""
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    if fake_data:
+        fake_root = tempfile.mkdtemp(prefix='mmet_fake_')
+        atexit.register(shutil.rmtree, fake_root, True)
+        use_fake_data(cfg, fake_data, fake_root)
+    cfg.work_dir = work_dir or osp.join(ROOT, 'work_dirs',
+                                        'benchmark_curriculum')
+    cfg.log_level = 'WARNING'
+    bench = Bench(cfg)
+    report = measure(bench, iters, warmup, repeats, log)
+    report.update(
+        device=str(bench.device), threads=torch.get_num_threads(),
+        workers=bench.workers, batch_size=bench.plan.loader.batch_size
+        if bench.plan.loader else None, max_epochs=bench.plan.max_epochs,
+        baseline_epochs=bench.plan.baseline_epochs, repeats=repeats,
+        iters=iters, fast_step=bench.fast_step())
+    return report
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     # On a CPU, float math on denormal numbers is many times slower, and
     # whether the trainer's threads treat them as zero depends on what ran
     # before in the process (an FFT there turns them off): the model step at
@@ -196,133 +393,16 @@ def main():
     cfg = load_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    apply_curriculum_args(cfg, args)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    if args.fake_data:
-        fake_root = tempfile.mkdtemp(prefix='mmet_fake_')
-        atexit.register(shutil.rmtree, fake_root, True)
-        use_fake_data(cfg, args.fake_data, fake_root)
-    cfg.work_dir = osp.join(ROOT, 'work_dirs', 'benchmark_curriculum')
-    cfg.log_level = 'WARNING'
-    runner = Runner.from_cfg(cfg)
-    if cfg.train_cfg.get('type', '').split('.')[-1] == 'EfficientTrainLoop':
-        # ET++: the loop derives the epochs and registers the hook; the
-        # baseline is baseline_epochs at full size
-        loop = runner.train_loop
-        hook, max_epochs = loop.hook, loop.max_epochs
-        baseline_epochs = loop.baseline_epochs
-        predicted = loop.predicted_speedup()
-    else:
-        hook_cfgs = [h for h in cfg.get('custom_hooks', [])
-                     if h['type'].split('.')[-1] == 'EfficientTrainHook']
-        if not hook_cfgs:
-            raise SystemExit(f'{args.config} has no EfficientTrainHook and '
-                             'no EfficientTrainLoop.')
-        hook_cfg = dict(hook_cfgs[0])
-        hook_cfg.pop('type')
-        hook = EfficientTrainHook(**hook_cfg)
-        max_epochs = baseline_epochs = cfg.train_cfg.max_epochs
-        predicted = None
-    device = next(runner.model.parameters()).device
-    model = runner.model
-    optim_wrapper = runner.build_optim_wrapper(cfg.optim_wrapper)
-    loader = runner.build_dataloader(cfg.train_dataloader, seed=0)
-    hook.bind(loader.dataset, model)  # the driver: adapted, full size
-    prepare = device_pipeline_of(model)
-    full = hook.full_size
-    if predicted is None:
-        predicted = hook.curriculum.speedup(max_epochs, full)
-
-    stages = hook.curriculum.table(max_epochs, full)
-    distinct = {}
-    for row in stages:
-        distinct.setdefault((row['size'], row['magnitude']), row)
-    # rounds over all stages, so that drift of the machine's speed hits every
-    # stage alike; each rate is the median of its rounds
-    runs = {key: [] for key in distinct}
-    for round_ in range(args.repeats):
-        for key, row in distinct.items():
-            hook.apply_stage(row['stage'] - 1)
-            compat.restart_workers(loader)  # persistent workers re-fork
-            loader_rate, first, batch = time_loader(
-                loader, args.iters, args.warmup, prepare, device)
-            size = row['size']
-            hw = (size, size) if isinstance(size, int) else tuple(size)
-            got = {tuple(x.shape[-2:]) for x in batch['inputs']}
-            assert got == {hw}, f'stage {row["stage"]}: loader gave {got}'
-            batch = _to(batch, device)
-            model_rate = time_model(model, optim_wrapper, batch, args.iters,
-                                    args.warmup, device)
-            e2e_rate = time_end_to_end(model, optim_wrapper, loader,
-                                       args.iters, args.warmup, device)
-            # the first batch's wait beyond a steady-state batch
-            switch = max(0.0, first - len(batch['inputs']) / loader_rate)
-            runs[key].append(dict(loader=loader_rate, model=model_rate,
-                                  end_to_end=e2e_rate, switch_s=switch))
-            print(f"round {round_ + 1}/{args.repeats} stage {row['stage']} "
-                  f"B={row['size']} m={row['magnitude']:g}: loader "
-                  f'{loader_rate:.0f}, model {model_rate:.0f}, end-to-end '
-                  f'{e2e_rate:.0f} img/s', flush=True)
-    measured = {
-        key: {k: float(np.median([r[k] for r in rs])) for k in rs[0]}
-        for key, rs in runs.items()
-    }
-    rows = []
-    for row in stages:
-        rates = measured[(row['size'], row['magnitude'])]
-        stage_s = row['epochs'] * len(loader.dataset) / rates['end_to_end']
-        rows.append(dict(
-            row, **rates,
-            switch_share=rates['switch_s'] / stage_s if stage_s else 0.0,
-            bound_by='loader' if rates['loader'] < rates['model'] else
-            'model'))
-
-    last = rows[-1]  # the final stage trains at full size: the baseline
-
-    def speedup(kind):
-        base = baseline_epochs / last[kind]
-        return base / sum(r['epochs'] / r[kind] for r in rows)
-
-    report = dict(
-        config=args.config,
-        device=str(device),
-        threads=torch.get_num_threads(),
-        workers=cfg.train_dataloader.get('num_workers', 0),
-        batch_size=cfg.train_dataloader.batch_size,
-        max_epochs=max_epochs,
-        repeats=args.repeats,
-        stages=rows,
-        baseline_epochs=baseline_epochs,
-        predicted_speedup=predicted,
-        ceiling_speedup=speedup('model'),
-        measured_speedup=speedup('end_to_end'))
-    report['measured_over_ceiling'] = (
-        report['measured_speedup'] / report['ceiling_speedup'])
-    report['max_switch_share'] = max(r['switch_share'] for r in rows)
-
-    head = ('stage', 'epochs', 'B', 'm', 'loader', 'model', 'end-to-end',
-            'bound by', 'switch s', 'switch/stage')
-    table = [head]
-    for r in rows:
-        table.append((str(r['stage']), str(r['epochs']), str(r['size']),
-                      f"{r['magnitude']:g}", f"{r['loader']:.0f}",
-                      f"{r['model']:.0f}", f"{r['end_to_end']:.0f}",
-                      r['bound_by'], f"{r['switch_s']:.2f}",
-                      f"{100 * r['switch_share']:.2f}%"))
-    widths = [max(len(t[i]) for t in table) for i in range(len(head))]
-    print(f'\n{args.config} on {device} (img/s, median of {args.repeats} '
-          f"rounds; batch {report['batch_size']}, {report['workers']} "
-          'workers)')
-    for i, t in enumerate(table):
-        print('  '.join(c.rjust(w) for c, w in zip(t, widths)))
-        if i == 0:
-            print('  '.join('-' * w for w in widths))
-    print(f"predicted speedup (FLOPs)     {report['predicted_speedup']:.2f}x")
-    print(f"ceiling speedup (model only)  {report['ceiling_speedup']:.2f}x")
-    print(f"measured speedup (end to end) {report['measured_speedup']:.2f}x"
-          f"  ({report['measured_over_ceiling']:.2f} of the ceiling)")
-    print(f"stage switch (worker restart): at most "
-          f"{100 * report['max_switch_share']:.2f}% of a stage's time")
+    try:
+        apply_curriculum_args(cfg, args)
+    except ValueError as e:
+        raise SystemExit(f'benchmark_curriculum: error: {e}') from None
+    report = benchmark(cfg, args.iters, args.warmup, args.repeats,
+                       args.fake_data)
+    report['config'] = args.config
+    print(f"\n{args.config} on {report['device']} (img/s, median of "
+          f"{args.repeats} rounds; {report['workers']} workers)")
+    print(format_report(report))
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(report, f, indent=2)

@@ -4,7 +4,7 @@
         [--images 20] [--repeats 5] [--magnitude 9] [--out JSON]
 
 Runs the ImageNet train pipelines of ``configs/_base_/efficienttrain.py``,
-set to each bandwidth B by :class:`~mmet.hooks.EfficientTrainHook` itself,
+set to each bandwidth B by the stage driver (:class:`~mmet.driver.StageDriver`),
 on real photos (the foolbox ImageNet JPEGs, written to files so that
 ``LoadImageFromFile`` decodes them as in training):
 
@@ -50,7 +50,9 @@ from mmengine.registry import init_default_scope  # noqa: E402
 from mmpretrain.registry import MODELS  # noqa: E402
 
 import mmet  # noqa: E402,F401
-from mmet.hooks import EfficientTrainHook  # noqa: E402
+from mmet.curriculum import Curriculum  # noqa: E402
+from mmet.driver import StageDriver  # noqa: E402
+from mmet.plan import StageClock  # noqa: E402
 
 BASE = osp.join(ROOT, 'configs/_base_/efficienttrain.py')
 PATHS = {'exact': 'et_train_pipeline', 'fast': 'et_fast_train_pipeline',
@@ -73,40 +75,44 @@ def parse_args():
 
 
 class _Pipelines:
-    """A dataset stand-in: what the hook walks to find its transforms."""
+    """A dataset stand-in: what the driver walks to find its transforms."""
 
     def __init__(self, pipeline):
         self.pipeline = pipeline
 
 
 class _Model:
-    """A model stand-in: what the hook reads the preprocessor from."""
+    """A model stand-in: what the driver reads the preprocessor from."""
 
     def __init__(self, data_preprocessor):
         self.data_preprocessor = data_preprocessor
 
 
 def build(path: str, sizes, magnitude: float, device: str):
-    """A pipeline, its batch step and a hook whose stage ``i`` sets
-    ``sizes[i]``."""
+    """A pipeline, its batch step and a function that sets stage ``i``
+    (``sizes[i]``)."""
     full = max(sizes)
     base = Config.fromfile(BASE)
     pipeline = Compose(base[PATHS[path]])
-    stages = [dict(share=1 / len(sizes), bandwidth=s / full,
-                   magnitude=magnitude) for s in sorted(sizes)]
-    hook = EfficientTrainHook(curriculum=stages)
+    curriculum = Curriculum([dict(share=1 / len(sizes), bandwidth=s / full,
+                                  magnitude=magnitude) for s in sorted(sizes)])
+    clock = StageClock(curriculum, len(sizes), full)
+    driver = StageDriver(curriculum)
+
+    def set_stage(i):
+        driver.apply(clock.state(i))
     if path != 'device':
-        hook.bind(_Pipelines(pipeline))
-        return pipeline, None, hook
+        driver.bind(_Pipelines(pipeline))
+        return pipeline, None, set_stage
     pre = MODELS.build(base.et_device_preprocessor).to(device)
-    hook.bind(_Pipelines(pipeline), _Model(pre))
+    driver.bind(_Pipelines(pipeline), _Model(pre))
 
     def batch_step(samples):
         out = pre.augment([s['inputs'] for s in samples])
         if out.is_cuda:
             torch.cuda.synchronize()
         return out
-    return pipeline, batch_step, hook
+    return pipeline, batch_step, set_stage
 
 
 def measure(args, files):
@@ -115,8 +121,8 @@ def measure(args, files):
     times = {(p, s): [] for p in PATHS for s in sizes}
     for repeat in range(args.repeats + 1):  # the first warms up
         for i, size in enumerate(sizes):
-            for path, (pipeline, batch_step, hook) in built.items():
-                hook.apply_stage(i)
+            for path, (pipeline, batch_step, set_stage) in built.items():
+                set_stage(i)
                 start = time.perf_counter()
                 samples = [pipeline(dict(img_path=f, gt_label=0))
                            for f in files]

@@ -52,15 +52,14 @@ from mmengine.utils import get_installed_path  # noqa: E402
 from mmpretrain.registry import MODELS, TRANSFORMS  # noqa: E402
 
 from mmet.adapt import AdaptationError  # noqa: E402
-from mmet.checks import (check_drivable, check_patch_multiples,  # noqa: E402
-                         preflight_model, preflight_pipeline)
+from mmet.checks import (check_drivable, check_model,  # noqa: E402
+                         preflight_pipeline)
 from mmet.cli import add_curriculum_args, apply_curriculum_args  # noqa: E402
-from mmet.cli import load_config  # noqa: E402
-from mmet.curriculum import Curriculum, CurriculumError  # noqa: E402
-from mmet.curriculum import infer_family  # noqa: E402
-from mmet.mae import check_mae_model  # noqa: E402
-from mmet.stages import StageDriver, StageSchedule  # noqa: E402
-from mmet.swin import SwinWindows  # noqa: E402
+from mmet.config import backbone_type, load_config, type_name  # noqa
+
+from mmet.curriculum import CurriculumError, infer_family  # noqa: E402
+from mmet.driver import StageDriver  # noqa: E402
+from mmet.plan import plan_from_config  # noqa: E402
 
 CONFIGS = osp.join(get_installed_path('mmpretrain'), '.mim', 'configs')
 # what mmet turns into a reason that names the fix
@@ -140,26 +139,6 @@ def train_pipeline(dataset_cfg):
     return None
 
 
-def curriculum_of(cfg, backbone: str, max_epochs: int):
-    """The curriculum the hook or the loop of ``cfg`` trains with, and the
-    epochs it runs for."""
-    loop = cfg.train_cfg
-    if str(loop.get('type', '')).endswith('EfficientTrainLoop'):
-        family = loop.get('family') or infer_family(backbone)
-        if family is None:
-            raise ValueError(
-                f'EfficientTrainLoop cannot infer the ET++ model family of '
-                f'{backbone}; give --cfg-options train_cfg.family=resnet '
-                '(ConvNets) or deit (ViTs), or stages of your own.')
-        plan = Curriculum.build(loop['curriculum'], family=family).plan(
-            loop.get('budget') or loop['baseline_epochs'] / loop['speedup'])
-        return plan.curriculum, plan.max_epochs
-    hook = next(h for h in cfg.custom_hooks
-                if str(h['type']).endswith('EfficientTrainHook'))
-    return Curriculum.build(hook.get('curriculum',
-                                     'efficienttrain')), max_epochs
-
-
 def cpu_optim_wrapper(cfg):
     """The config's optimizer wrapper, without mixed precision (CPU)."""
     optim = dict(cfg.optim_wrapper)
@@ -180,11 +159,10 @@ def check(row: dict, args) -> dict:
                     reason=f'mmengine cannot load it: {type(e).__name__}: '
                     + ' '.join(str(e).split()))
     model_cfg = cfg.get('model') or {}
-    backbone = str((model_cfg.get('backbone') or {}).get(
-        'type', model_cfg.get('type', ''))).split('.')[-1]
+    backbone = backbone_type(cfg)
     row.update(backbone=backbone, family=infer_family(backbone))
     train_cfg = cfg.get('train_cfg') or {}
-    kind = str(train_cfg.get('type', '')).split('.')[-1]
+    kind = type_name(train_cfg)
     if kind == 'IterBasedTrainLoop' or not train_cfg.get('by_epoch', True):
         return dict(row, result='iteration-based')
     pipeline_cfg = train_pipeline((cfg.get('train_dataloader') or {}).get(
@@ -219,33 +197,22 @@ def check(row: dict, args) -> dict:
                     reason=f'mmpretrain cannot build it: {type(e).__name__}: '
                     + ' '.join(str(e).split()))
     dataset = RandomImages(pipeline)
-    # what the hook does before the first epoch: adapt, check, preflight
+    # what the loop and the hook do before the first epoch: plan, adapt,
+    # check, preflight
     try:
-        curriculum, max_epochs = curriculum_of(cfg, backbone,
-                                               train_cfg['max_epochs'])
-        driver = StageDriver(curriculum, args.low_pass or 'fourier')
+        plan = plan_from_config(cfg)
+        driver = StageDriver(plan.base_curriculum, args.low_pass or 'fourier')
         driver.bind(dataset, model)
         check_drivable(driver, warn=lambda text: None)
-        schedule = StageSchedule(curriculum, max_epochs, driver.full_size)
-        states = list({s.size: s for s in schedule.states()}.values())
-        swin = None
-        if driver.lowers_bandwidth:
-            check_mae_model(model)
-            check_patch_multiples(model, schedule.states())
-            swin = SwinWindows.find(model)
-        preflight_pipeline(dataset, driver, schedule)
-        if states[0].bandwidth < 1:
-            if swin is not None:
-                swin.set_size(states[0].size)
-            preflight_model(model, [states[0].size])
+        states = list({s.size: s for s in plan.clock.states()}.values())
+        preflight_pipeline(dataset, driver, plan)
+        check_model(model, driver, plan)
     except REFUSALS as e:
         return dict(row, result='refused', reason=' '.join(str(e).split()))
     # one train step per B: what fails here, mmet let through
     model.train()
     for state in states:
         driver.apply(state)
-        if swin is not None:
-            swin.set_size(state.size)
         batch = default_collate([dataset[i] for i in range(2)])
         losses = model.train_step(batch, optim_wrapper)
         if not all(torch.isfinite(torch.as_tensor(v)).all()

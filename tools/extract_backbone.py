@@ -57,12 +57,15 @@ class CheckpointError(ValueError):
     """The checkpoint is not what extract_backbone can convert."""
 
 
-def load_checkpoint(path):
-    """Load with mmengine's loader (``import mmet`` scopes the unpickling)."""
+def load_checkpoint(path, unsafe=False):
+    """Load with mmengine's loader, weights-only with mmet's allow-list
+    (:func:`mmet.checkpoint.safe_loading`; ``unsafe`` unpickles fully)."""
     import pickle
 
-    import mmet  # noqa: F401  (weights_only fix for mmengine's loader)
     from mmengine.runner.checkpoint import CheckpointLoader
+
+    from mmet.checkpoint import UnsafeCheckpointError, safe_loading
+    safe_loading(allow_unsafe=unsafe)
     if '://' not in path:
         if osp.isdir(path):
             raise CheckpointError(
@@ -72,6 +75,8 @@ def load_checkpoint(path):
             raise CheckpointError(f'{path} does not exist.')
     try:
         return CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    except UnsafeCheckpointError as e:
+        raise CheckpointError(str(e)) from None
     except (EOFError, pickle.UnpicklingError, RuntimeError,
             UnicodeDecodeError) as e:
         raise CheckpointError(
@@ -287,18 +292,19 @@ def _sha256(path):
     return h.hexdigest()
 
 
-def extract(src, out, arch='auto', ema=False, quiet=False, force=False):
+def extract(src, out, arch='auto', ema=False, quiet=False, force=False,
+            unsafe=False):
     """Write ``src``'s backbone to ``out``; return the output checkpoint.
 
     ``out`` must not be ``src``, and an existing ``out`` is only replaced
-    with ``force``.
+    with ``force``; ``unsafe`` loads ``src`` with full unpickling.
     """
     import torch
     if arch != 'auto' and arch not in ARCHS:
         raise CheckpointError(f'unknown --arch {arch!r}; choose from '
                               f'auto, {", ".join(ARCHS)}.')
     check_output(src, out, force)
-    ckpt = load_checkpoint(src)
+    ckpt = load_checkpoint(src, unsafe)
     sd, which = select_weights(ckpt, ema, src)
     bb = backbone_of(sd, src)
     if arch == 'auto':
@@ -361,10 +367,14 @@ def main(argv=None):
                         help='the backbone it must be (default: detect)')
     parser.add_argument('--force', action='store_true',
                         help='overwrite OUT if it exists (never the input)')
+    parser.add_argument('--unsafe-load', action='store_true',
+                        help='load a checkpoint that holds more than weights '
+                        'with full unpickling, which can run code: only for '
+                        'files you trust')
     args = parser.parse_args(argv)
     try:
         extract(args.checkpoint, args.out, args.arch, args.ema,
-                force=args.force)
+                force=args.force, unsafe=args.unsafe_load)
     except CheckpointError as e:
         sys.exit(f'extract_backbone: error: {e}')
 

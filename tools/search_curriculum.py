@@ -27,7 +27,6 @@ import copy
 import gc
 import hashlib
 import json
-import math
 import os
 import os.path as osp
 import sys
@@ -39,16 +38,15 @@ sys.path.insert(0, ROOT)
 
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from mmet.curriculum import Curriculum, Stage, bandwidth_pixels  # noqa: E402
+from mmet.config import curriculum_loop, type_name  # noqa: E402
+from mmet.curriculum import Curriculum, Stage  # noqa: E402
+from mmet.schedulers import scale_schedule  # noqa: E402
+from mmet.sizes import at_bandwidth  # noqa: E402
 from mmet.search import (DEFAULT_BANDWIDTHS_224, REFERENCE_SIZE,  # noqa: E402
                          Budget, SearchError, SearchResult, SearchSpace,
                          candidate_bandwidths, check_budget,
                          default_magnitudes, equal_shares, schedule_to_list,
                          sequential_search)
-
-HOOK_TYPES = ('EfficientTrainHook', 'mmet.EfficientTrainHook',
-              'mmpretrain.EfficientTrainHook')
-LOOP_TYPES = ('EfficientTrainLoop', 'mmet.EfficientTrainLoop')
 
 
 def parse_args(argv=None):
@@ -134,12 +132,13 @@ def find_targets(cfg: Config):
 
     The stage driver's own answer (:meth:`StageDriver.from_config`), so the
     cheap path (``StagedRandomResizedCrop``), the batched path
-    (``DeviceAugmentPreprocessor``) and stock pipelines that the hook
-    adapts count as they do in training.
+    (``DeviceAugmentPreprocessor``) and stock pipelines that training
+    adapts (for a curriculum that changes B and m) count as they do there.
     """
-    from mmet.stages import StageDriver
+    from mmet.driver import StageDriver
     try:
-        driver = StageDriver.from_config(cfg)
+        driver = StageDriver.from_config(
+            cfg, Curriculum.build('efficienttrain'))
     except RuntimeError as e:  # mmet.adapt.AdaptationError
         reason = f' ({e})'
     else:
@@ -157,12 +156,12 @@ def find_targets(cfg: Config):
 def check_config(cfg: Config) -> None:
     """Refuse configs the proxy runs cannot train and validate."""
     train_cfg = cfg.get('train_cfg') or {}
-    if train_cfg.get('type') in LOOP_TYPES:
+    loop = curriculum_loop(cfg)
+    if loop is not None and loop.get('max_epochs') is None:
         raise SearchError(
-            'The config trains with EfficientTrainLoop (an ET++ compute '
-            'budget). The search drives EfficientTrainHook over an '
-            'epoch-based loop; start from a config with '
-            "train_cfg=dict(by_epoch=True, max_epochs=...).")
+            'The config trains with EfficientTrainLoop for a compute budget '
+            '(ET++). The search plans stages over epochs; start from a '
+            "config with train_cfg=dict(by_epoch=True, max_epochs=...).")
     if not train_cfg.get('by_epoch', True) or \
             train_cfg.get('max_epochs') is None:
         raise SearchError(
@@ -200,30 +199,6 @@ def build_space(cfg: Config, args) -> SearchSpace:
 
 
 # proxy runs ----------------------------------------------------------------
-def _scale_schedulers(cfg: Config, factor: float) -> None:
-    """Shrink epoch-based LR/momentum schedules to the proxy's epochs."""
-    scheds = cfg.get('param_scheduler') or []
-    if isinstance(scheds, dict):
-        scheds = [scheds]
-    for s in scheds:
-        if not s.get('by_epoch', True):
-            continue
-        exact = s.get('convert_to_iter_based', False)
-
-        def scale(v, lo=0):
-            v = v * factor
-            return v if exact else max(lo, int(math.floor(v + 0.5)))
-        if 'begin' in s:
-            s['begin'] = scale(s['begin'])
-        if 'end' in s and s['end'] < 10**8:
-            s['end'] = scale(s['end'], s.get('begin', 0) + 1)
-        for k in ('T_max', 'step_size'):
-            if k in s:
-                s[k] = scale(s[k], 1)
-        if 'milestones' in s:
-            s['milestones'] = [scale(m, 1) for m in s['milestones']]
-
-
 def _drop_empty_schedulers(scheds, epoch_length: int):
     """Drop iter-converted schedulers that span no iteration."""
     if isinstance(scheds, dict) and 'type' not in scheds:
@@ -257,7 +232,9 @@ def proxy_config(cfg: Config, args, proxy_epochs: int) -> Config:
     # validate once, at the end: only the final score counts
     proxy.train_cfg.val_interval = proxy_epochs
     proxy.train_cfg.pop('val_begin', None)
-    _scale_schedulers(proxy, proxy_epochs / orig)
+    if proxy.get('param_scheduler'):
+        proxy.param_scheduler = scale_schedule(proxy.param_scheduler,
+                                               proxy_epochs / orig)
     if args.train_subset:
         _set_indices(proxy.train_dataloader, args.train_subset)
     if args.val_subset:
@@ -278,16 +255,27 @@ def proxy_config(cfg: Config, args, proxy_epochs: int) -> Config:
 
 
 def with_curriculum(cfg: Config, schedule: Sequence[Stage]) -> Config:
-    """``cfg`` with its EfficientTrainHook set to ``schedule``."""
+    """``cfg`` training ``schedule``: its EfficientTrainLoop's curriculum,
+    or an EfficientTrainHook's, which adapt a stock pipeline as training
+    does; a schedule that changes nothing (the reference: full size, one m)
+    trains ``cfg``'s recipe without a curriculum."""
     out = copy.deepcopy(cfg)
-    curriculum = schedule_to_list(schedule)
-    hooks = [dict(h) for h in (out.get('custom_hooks') or [])]
-    found = False
-    for h in hooks:
-        if h.get('type') in HOOK_TYPES:
-            h['curriculum'], found = curriculum, True
-    if not found:
-        hooks.append(dict(type='EfficientTrainHook', curriculum=curriculum))
+    hooks = [dict(h) for h in (out.get('custom_hooks') or [])
+             if type_name(h) != 'EfficientTrainHook']
+    staged = any(s.bandwidth < 1 for s in schedule) or \
+        len({s.magnitude for s in schedule}) > 1
+    loop = curriculum_loop(out)
+    if loop is not None:
+        if staged:
+            loop.curriculum = schedule_to_list(schedule)
+        else:
+            out.train_cfg = dict(
+                type='EpochBasedTrainLoop', max_epochs=loop.max_epochs,
+                **{k: v for k, v in loop.items()
+                   if k in ('val_begin', 'val_interval')})
+    elif staged:
+        hooks.append(dict(type='EfficientTrainHook',
+                          curriculum=schedule_to_list(schedule)))
     out.custom_hooks = hooks
     return out
 
@@ -341,7 +329,7 @@ class TrialRunner:
             self.cached += 1
             return rec['score'], dict(key=key, cached=True,
                                       seconds=rec['seconds'])
-        sizes = [bandwidth_pixels(s.bandwidth, self.full_size)
+        sizes = [at_bandwidth(s.bandwidth, self.full_size)
                  for s in schedule]
         self.log(f'  training trial {key}: B={sizes} '
                  f'm={[s.magnitude for s in schedule]}')
@@ -424,26 +412,33 @@ def snippet_text(config: str, out: str, cfg: Config, result: SearchResult,
     base = osp.relpath(osp.abspath(config), osp.dirname(osp.abspath(out)))
     if base.count('..') > 2:  # e.g. an output under /tmp: absolute is clearer
         base = osp.abspath(config)
+    edges = Curriculum(result.schedule).boundaries(epochs)
+    stages = []
+    for i, s in enumerate(result.schedule):
+        px = at_bandwidth(s.bandwidth, full)
+        stages.append(
+            f'dict(share={s.share!r}, bandwidth={s.bandwidth!r}, '
+            f'magnitude={s.magnitude!r}),  # B={px}, epochs '
+            f'{edges[i]}-{edges[i + 1]}')
+    lines = [f'# {h}' for h in header] + [f'_base_ = [{base!r}]', '']
+    if curriculum_loop(cfg) is not None:  # the loop's curriculum
+        return '\n'.join(lines + ['train_cfg = dict(curriculum=['] +
+                         [f'    {s}' for s in stages] + ['])', ''])
     hooks = cfg.to_dict().get('custom_hooks') or []
-    et = next((h for h in hooks if h.get('type') in HOOK_TYPES), None)
+    et = next((h for h in hooks if type_name(h) == 'EfficientTrainHook'),
+              None)
     extra = {k: v for k, v in (et or {}).items()
              if k not in ('type', 'curriculum')}
-    lines = [f'# {h}' for h in header]
-    lines += [f'_base_ = [{base!r}]', '', 'custom_hooks = [']
+    lines.append('custom_hooks = [')
     for h in hooks:
         if h is not et:
             lines.append(f'    {h!r},')
-    lines.append(f"    dict(type={(et or {}).get('type', 'EfficientTrainHook')!r},")
+    lines.append(
+        f"    dict(type={(et or {}).get('type', 'EfficientTrainHook')!r},")
     for k, v in extra.items():
         lines.append(f'         {k}={v!r},')
     lines.append('         curriculum=[')
-    edges = Curriculum(result.schedule).boundaries(epochs)
-    for i, s in enumerate(result.schedule):
-        px = bandwidth_pixels(s.bandwidth, full)
-        lines.append(
-            f'             dict(share={s.share!r}, bandwidth={s.bandwidth!r}, '
-            f'magnitude={s.magnitude!r}),  # B={px}, epochs '
-            f'{edges[i]}-{edges[i + 1]}')
+    lines += [f'             {s}' for s in stages]
     lines += ['         ]),', ']', '']
     return '\n'.join(lines)
 
@@ -563,7 +558,7 @@ def main(argv=None) -> int:
         'work_dirs', 'search', osp.splitext(osp.basename(args.config))[0])
     out = args.out or osp.join(work_dir, 'searched_curriculum.py')
     print(f'full size {full}; candidate B '
-          f'{[bandwidth_pixels(b, full) for b in space.bandwidths]} px; '
+          f'{[at_bandwidth(b, full) for b in space.bandwidths]} px; '
           f'magnitudes per stage {[list(m) for m in space.magnitudes]}; '
           f'final m {space.final_magnitude:g}')
     print(f'{n} stages, shares {[round(s, 4) for s in space.shares]}; proxy '
@@ -592,7 +587,7 @@ def main(argv=None) -> int:
 
     cur = result.curriculum()
     rows = [t.to_dict(full) for t in result.trials]
-    schedule = [dict(s, size=bandwidth_pixels(s['bandwidth'], full))
+    schedule = [dict(s, size=at_bandwidth(s['bandwidth'], full))
                 for s in schedule_to_list(result.schedule)]
     report = dict(
         config=args.config, metric=args.metric, tolerance=args.tolerance,

@@ -4,6 +4,9 @@
         [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
 
 ``--out`` dumps the metrics (``.json``) or the raw predictions (``.pkl``).
+The checkpoint loads weights-only with mmet's allow-list
+(:func:`mmet.checkpoint.safe_loading`); ``--unsafe-load`` unpickles fully, for
+a file you trust.
 """
 import argparse
 import json
@@ -18,6 +21,8 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmet  # noqa: E402,F401
+from mmet.checkpoint import check_checkpoint_file, safe_loading  # noqa: E402
+from mmet.distributed import setup_cpu_ddp  # noqa: E402
 
 
 def parse_args():
@@ -33,6 +38,10 @@ def parse_args():
     parser.add_argument(
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none', help='job launcher')
+    parser.add_argument(
+        '--unsafe-load', action='store_true',
+        help='load a checkpoint that holds more than weights with full '
+        'unpickling, which can run code: only for files you trust')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -51,6 +60,12 @@ def main():
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    try:
+        check_checkpoint_file(args.checkpoint)
+    except RuntimeError as e:
+        raise SystemExit(f'tools/test.py: error: {e}') from None
+    safe_loading(allow_unsafe=args.unsafe_load)
+    setup_cpu_ddp(cfg, args.launcher)
     if args.out and args.out.endswith('.pkl'):
         cfg.test_evaluator = [cfg.test_evaluator] if isinstance(
             cfg.test_evaluator, dict) else list(cfg.test_evaluator)

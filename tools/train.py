@@ -13,9 +13,11 @@ epoch-based config with the curriculum and no edit to it (see
 :mod:`mmet.cli`).
 
 The registry scope comes from the config's ``default_scope`` (mmpretrain or
-mmdet), so one script serves classification and detection. ``import mmet``
-registers the curriculum transforms and hook and applies mmet's
-compatibility fixes; configs still list ``mmet`` in ``custom_imports``.
+mmdet), so one script serves classification and detection. Checkpoints load
+weights-only with mmet's allow-list (:func:`mmet.checkpoint.safe_loading`;
+``--unsafe-load`` opts out for a file you trust); a resume from a broken
+checkpoint or ``last_checkpoint`` is refused naming the fix; without CUDA,
+``--launcher pytorch`` trains DDP on gloo (:mod:`mmet.distributed`).
 """
 import argparse
 import os
@@ -29,8 +31,11 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmet  # noqa: E402,F401
+from mmet.checkpoint import (check_checkpoint_file, check_resume,  # noqa
+                             safe_loading)
 from mmet.cli import (add_curriculum_args, apply_curriculum_args,  # noqa
                       load_config)
+from mmet.distributed import setup_cpu_ddp  # noqa: E402
 from mmet.hooks import EfficientTrainHook  # noqa: E402
 
 
@@ -63,6 +68,10 @@ def parse_args():
     parser.add_argument(
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none', help='job launcher')
+    parser.add_argument(
+        '--unsafe-load', action='store_true',
+        help='load checkpoints that hold more than weights with full '
+        'unpickling, which can run code: only for files you trust')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     add_curriculum_args(parser)
@@ -122,14 +131,26 @@ def merge_args(cfg: Config, args) -> Config:
     return cfg
 
 
+def check_checkpoint(cfg) -> None:
+    """Refuse, before anything is built, a checkpoint to load that is
+    broken, or a ``last_checkpoint`` that names none."""
+    if cfg.get('resume') and cfg.get('load_from') is None:
+        check_resume(cfg.work_dir)
+    else:
+        check_checkpoint_file(cfg.get('load_from'), bool(cfg.get('resume')))
+
+
 def main():
     args = parse_args()
     cfg = merge_args(load_config(args.config), args)
     try:
         # after --cfg-options, so an ET++ baseline is the epochs given there
         apply_curriculum_args(cfg, args)
-    except ValueError as e:
+        check_checkpoint(cfg)
+    except (ValueError, RuntimeError, FileNotFoundError) as e:
         raise SystemExit(f'tools/train.py: error: {e}') from None
+    safe_loading(allow_unsafe=args.unsafe_load)
+    setup_cpu_ddp(cfg, args.launcher)
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     try:
