@@ -125,7 +125,7 @@ class FourierCrop(BaseTransform):
     of the input and nothing else, unlike pixel-space down-sampling, which
     folds high frequencies into the low band (EfficientTrain, Prop. 1). Place
     it after the full-size augmentations, as the official code does.
-    :class:`~mmet.hooks.EfficientTrainHook` sets ``size`` per stage.
+    The curriculum sets ``size`` per stage (``set_stage``).
 
     Required Keys:
 

@@ -178,8 +178,13 @@ def on_the_batched_path(cfg):
 
 
 def build_runner(cfg):
+    """A Runner of ``cfg``, which loads checkpoints weights-only with mmet's
+    allow-list, as mmet's entry points (tools/train.py) do."""
     from mmengine.config import Config
     from mmengine.runner import Runner
+
+    from mmet.checkpoint import safe_loading
+    safe_loading()
     return Runner.from_cfg(Config(cfg))
 
 

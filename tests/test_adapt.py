@@ -213,3 +213,62 @@ def test_detection_pipelines_are_refused():
         adapt_pipeline(pipe.transforms)
     # m alone: the stock pipeline has no RandAugment to stage
     assert adapt_pipeline(pipe.transforms, bandwidth=False) == []
+
+
+# RandAugment inside RandomApply (issue 22, item 4) --------------------------
+RANDAUG = dict(type='RandAugment', policies='timm_increasing',
+               num_policies=2, magnitude_level=9, magnitude_std=0.5)
+
+
+def test_randaugment_inside_random_apply_is_staged_where_it_is():
+    pipe = build([RRC, dict(type='RandomApply', prob=0.7,
+                            transforms=[RANDAUG]), PACK])
+    changes = adapt_pipeline(pipe.transforms)
+    wrapper = pipe.transforms[1]
+    assert type(wrapper).__name__ == 'RandomApply' and wrapper.prob == 0.7
+    inner = wrapper.transforms.transforms[0]
+    assert isinstance(inner, StagedRandAug) and inner.magnitude_level == 9
+    assert changes[0].startswith(
+        'RandAugment inside RandomApply -> StagedRandAug')
+    assert names(pipe)[-2:] == ['FourierCrop', 'PackInputs']
+
+
+def random_apply_cfg(work_dir, pipeline):
+    from conftest import tiny_cfg
+    return tiny_cfg(work_dir, num_workers=0, pipeline=pipeline,
+                    custom_hooks=[dict(type='EfficientTrainHook'),
+                                  dict(type='BatchRecorder')])
+
+
+def test_every_epoch_stages_the_randaugment_in_random_apply(tmp_path):
+    """The run the issue shows: RandomApply([RandAugment m=9]) under the ET
+    curriculum trains m = 1, 3, 5, 7, 9 in the epochs."""
+    from conftest import build_runner, recorder
+    runner = build_runner(random_apply_cfg(tmp_path, [
+        dict(type='RandomCrop', crop_size=32, padding=4),
+        dict(type='RandomApply', prob=1.0, transforms=[RANDAUG]),
+        dict(type='RecordWorker'),
+        dict(type='PackInputs', meta_keys=('randaug_magnitude', 'img_shape',
+                                           'worker_pid'))]))
+    runner.train()
+    seen = recorder(runner)
+    assert [seen[e]['magnitudes'] for e in range(5)] == \
+        [{1}, {3}, {5}, {7}, {9}]
+    assert [seen[e]['shapes'] for e in range(5)] == \
+        [{(22, 22)}] * 3 + [{(28, 28)}, {(32, 32)}]
+
+
+def test_a_randaugment_the_curriculum_does_not_drive_is_refused(tmp_path):
+    """A pipeline of the user's own (it has staged transforms, so it is not
+    adapted) with another, stock RandAugment in a wrapper: refused at start,
+    not trained at one magnitude while the log shows the curriculum's."""
+    from conftest import build_runner
+    runner = build_runner(random_apply_cfg(tmp_path, [
+        dict(RANDAUG, type='StagedRandAug'),
+        dict(type='RandomApply', prob=0.5, transforms=[RANDAUG]),
+        dict(type='FourierCrop', size=32),
+        dict(type='PackInputs')]))
+    with pytest.raises(RuntimeError, match=(
+            r'a RandAugment inside RandomApply that it does not drive: its '
+            r'samples would keep magnitude_level=9 in every stage')):
+        runner.train()

@@ -136,7 +136,7 @@ def test_stock_pipeline_is_adapted_and_each_stage_reaches_model_and_workers(
         assert {m.window_size for m in runner.model.modules()
                 if isinstance(m, ShiftWindowMSA)} == {3}
     hook = next(h for h in runner.hooks if isinstance(h, EfficientTrainHook))
-    assert hook.full_size == full
+    assert hook.plan.full_size == full
 
 
 def test_low_pass_resize_takes_the_cheap_path(tmp_path):

@@ -1,5 +1,6 @@
-"""A run killed while saving leaves a checkpoint to resume from, and a broken
-checkpoint or ``last_checkpoint`` is named with the fix."""
+"""SafeCheckpointHook: a run killed while saving leaves a checkpoint to
+resume from, and a broken checkpoint or ``last_checkpoint`` is named with the
+fix."""
 import os
 import os.path as osp
 import shutil
@@ -12,9 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT, build_runner, eval_loader, tiny_cfg
-from mmengine.hooks import CheckpointHook
 
-from mmet import compat
+from mmet.checkpoint import SafeCheckpointHook
 
 TESTS = osp.join(ROOT, 'tests')
 
@@ -45,7 +45,7 @@ work, resume = sys.argv[1], sys.argv[2] == 'resume'
 runner = build_runner(tiny_cfg(
     work, max_epochs=4, num_workers=0, resume=resume,
     custom_hooks=[dict(type='StallingDisk', slow_from=None if resume else 3)],
-    default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1,
+    default_hooks=dict(checkpoint=dict(type='SafeCheckpointHook', interval=1,
                                        max_keep_ckpts=1))))
 runner.train()
 print('trained to epoch', runner.epoch, flush=True)
@@ -99,13 +99,15 @@ def test_sigkill_while_saving_leaves_a_checkpoint_to_resume(tmp_path):
     assert (work / 'last_checkpoint').read_text() == str(work / 'epoch_4.pth')
 
 
-def trained_hook(work, **kwargs):
-    """A Runner trained one epoch, and its CheckpointHook."""
-    runner = build_runner(tiny_cfg(work, max_epochs=1, num_workers=0,
-                                   custom_hooks=[], **kwargs))
+def trained_hook(work, **checkpoint):
+    """A Runner trained one epoch, and its SafeCheckpointHook."""
+    runner = build_runner(tiny_cfg(
+        work, max_epochs=1, num_workers=0, custom_hooks=[],
+        default_hooks=dict(checkpoint=dict(type='SafeCheckpointHook',
+                                           interval=1, **checkpoint))))
     runner.train()
     return runner, next(h for h in runner.hooks
-                        if isinstance(h, CheckpointHook))
+                        if isinstance(h, SafeCheckpointHook))
 
 
 def test_validation_without_training_passes_the_checkpoint_hook(tmp_path):
@@ -114,7 +116,7 @@ def test_validation_without_training_passes_the_checkpoint_hook(tmp_path):
     made its file backend."""
     runner = build_runner(tiny_cfg(
         tmp_path, num_workers=0, custom_hooks=[],
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook',
+        default_hooks=dict(checkpoint=dict(type='SafeCheckpointHook',
                                            interval=1)),
         val_dataloader=eval_loader(), val_cfg=dict(),
         val_evaluator=dict(type='Accuracy', topk=(1, ))))
@@ -123,15 +125,14 @@ def test_validation_without_training_passes_the_checkpoint_hook(tmp_path):
 
 def test_a_failed_save_keeps_the_checkpoint_it_replaces(tmp_path,
                                                         monkeypatch):
-    runner, hook = trained_hook(tmp_path, default_hooks=dict(
-        checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1)))
+    runner, hook = trained_hook(tmp_path, max_keep_ckpts=1)
 
     def disk_full(*args, **kwargs):
         raise OSError(28, 'No space left on device')
 
     monkeypatch.setattr(runner, 'save_checkpoint', disk_full)
     with pytest.raises(OSError, match='No space'):
-        hook._save_checkpoint_with_step(runner, 2, dict(epoch=2, iter=8))
+        hook.after_train_epoch(runner)  # the save of epoch_2.pth
     assert leftovers(tmp_path) == ['epoch_1.pth']
     assert (tmp_path / 'last_checkpoint').read_text() == \
         str(tmp_path / 'epoch_1.pth')
@@ -143,7 +144,7 @@ def test_last_checkpoint_is_replaced_whole(tmp_path, monkeypatch):
     runner, hook = trained_hook(tmp_path)
     monkeypatch.setattr(hook.file_backend, 'join_path', lambda *p: Path(*p))
     with pytest.raises(TypeError):
-        hook._save_checkpoint_with_step(runner, 2, dict(epoch=2, iter=8))
+        hook.after_train_epoch(runner)  # the save of epoch_2.pth
     assert (tmp_path / 'epoch_2.pth').exists()
     assert (tmp_path / 'last_checkpoint').read_text() == \
         str(tmp_path / 'epoch_1.pth')
@@ -152,12 +153,12 @@ def test_last_checkpoint_is_replaced_whole(tmp_path, monkeypatch):
 
 def test_a_failed_best_save_keeps_the_previous_best(tmp_path, monkeypatch):
     runner = build_runner(tiny_cfg(tmp_path, num_workers=0, custom_hooks=[]))
-    hook = CheckpointHook(save_best='acc', rule='greater')
+    hook = SafeCheckpointHook(save_best='acc', rule='greater')
     hook.before_train(runner)
-    hook._save_best_checkpoint(runner, {'acc': 0.5})
+    hook.after_val_epoch(runner, {'acc': 0.5})
     best = hook.best_ckpt_path
     # a better score at the same epoch rewrites the same file: it stays
-    hook._save_best_checkpoint(runner, {'acc': 0.6})
+    hook.after_val_epoch(runner, {'acc': 0.6})
     assert hook.best_ckpt_path == best and osp.isfile(best)
 
     def disk_full(*args, **kwargs):
@@ -166,7 +167,7 @@ def test_a_failed_best_save_keeps_the_previous_best(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, 'save_checkpoint', disk_full)
     hook.filename_tmpl = 'later_{}.pth'
     with pytest.raises(OSError, match='No space'):
-        hook._save_best_checkpoint(runner, {'acc': 0.7})
+        hook.after_val_epoch(runner, {'acc': 0.7})
     assert osp.isfile(best)
 
 
@@ -182,31 +183,31 @@ def test_stale_temporary_files_of_dead_processes_are_removed(tmp_path):
     for p in (stale, stale_last, live, unrelated):
         p.write_bytes(b'partial')
     runner = build_runner(tiny_cfg(tmp_path, num_workers=0, custom_hooks=[]))
-    CheckpointHook().before_train(runner)
+    SafeCheckpointHook().before_train(runner)
     assert not stale.exists() and not stale_last.exists()
     assert live.exists() and unrelated.exists()
 
 
-def test_an_unexpected_checkpoint_hook_is_left_alone(monkeypatch):
-    """The save fix wraps only the mmengine code it was written for."""
-    with_step = CheckpointHook._save_checkpoint_with_step.__wrapped__
-    best = CheckpointHook._save_best_checkpoint.__wrapped__
-    monkeypatch.setattr(CheckpointHook, '_save_checkpoint_with_step',
-                        with_step)
-    monkeypatch.setattr(CheckpointHook, '_save_best_checkpoint', best)
-    compat.apply_compat_patches()
-    assert CheckpointHook._save_checkpoint_with_step.__wrapped__ is with_step
-    assert CheckpointHook._save_best_checkpoint.__wrapped__ is best
-
-    def changed(self, runner, step, meta):
-        """Not the method of mmengine 0.10.7."""
-
-    monkeypatch.setattr(CheckpointHook, '_save_checkpoint_with_step',
-                        changed)
-    monkeypatch.setattr(CheckpointHook, '_save_best_checkpoint', best)
-    compat.apply_compat_patches()
-    assert CheckpointHook._save_checkpoint_with_step is changed
-    assert CheckpointHook._save_best_checkpoint is best
+def test_checkpoints_are_written_whole(tmp_path):
+    """A write that dies half-way leaves the previous file intact, and files
+    get the usual mode (0o666 less the umask; an overwrite keeps its own)."""
+    from mmet.checkpoint import AtomicLocalBackend
+    path = tmp_path / 'epoch_1.pth'
+    backend = AtomicLocalBackend()
+    umask = os.umask(0o022)
+    try:
+        backend.put(b'complete checkpoint', path)
+        assert path.stat().st_mode & 0o777 == 0o644
+        # write() fails after the file was opened, as a killed save would
+        with pytest.raises(TypeError):
+            backend.put('not bytes', path)
+        assert path.read_bytes() == b'complete checkpoint'
+        assert [p.name for p in tmp_path.iterdir()] == ['epoch_1.pth']
+        path.chmod(0o640)
+        backend.put(b'y', path)
+        assert path.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(umask)
 
 
 # -- broken checkpoints and last_checkpoint on --resume ----------------------
@@ -227,8 +228,10 @@ def work(two_epochs, tmp_path):
 
 
 def resume(work, **kwargs):
-    build_runner(tiny_cfg(work, max_epochs=3, num_workers=0, custom_hooks=[],
-                          resume=True, **kwargs)).train()
+    build_runner(tiny_cfg(
+        work, max_epochs=3, num_workers=0, custom_hooks=[], resume=True,
+        default_hooks=dict(checkpoint=dict(type='SafeCheckpointHook')),
+        **kwargs)).train()
 
 
 @pytest.mark.parametrize('break_it, problem', [

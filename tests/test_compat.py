@@ -1,5 +1,6 @@
-"""Each compatibility fix, checked against the failure it exists for, on
-the stack that needs it; where a stack does not, that it is not applied."""
+"""The stacks' fixes: ``import mmet`` applies none, and each named fix does
+what it exists for, on the stack that needs it."""
+import json
 import pickle
 import subprocess
 import sys
@@ -7,10 +8,54 @@ import sys
 import pytest
 import torch
 from conftest import ROOT, build_runner, tiny_cfg
-from mmengine.runner import load_checkpoint
 from mmengine.runner import checkpoint as mm_checkpoint
+from mmengine.runner import load_checkpoint
+from mmengine.utils import digit_version
 
-from mmet import compat
+# what mmet's fixes used to replace on import, and what they must not
+PROBE = '''
+import json, sys, torch
+import mmengine.dist.utils as dist_utils
+import mmengine.hooks.checkpoint_hook as hook_module
+import mmengine.runner.checkpoint as ckpt
+import mmengine.runner.runner as runner_module
+from mmengine.fileio.backends import LocalBackend
+from mmengine.hooks import CheckpointHook
+from mmengine.model import MMDistributedDataParallel
+from mmengine.runner import Runner
+names = {
+    'torch.load': lambda: torch.load,
+    'Runner': lambda: Runner, 'Runner.train': lambda: Runner.train,
+    'CheckpointHook': lambda: CheckpointHook,
+    'checkpoint hook methods': lambda: tuple(
+        vars(CheckpointHook)[k] for k in sorted(vars(CheckpointHook))
+        if callable(vars(CheckpointHook)[k])),
+    'checkpoint_hook.open': lambda: vars(hook_module).get('open'),
+    'LocalBackend.put': lambda: LocalBackend.put,
+    'checkpoint module torch': lambda: ckpt.torch,
+    'load_url': lambda: ckpt.load_url,
+    'load_from_local': lambda: ckpt.load_from_local,
+    'CheckpointLoader schemes': lambda: tuple(
+        ckpt.CheckpointLoader._schemes.values()),
+    'find_latest_checkpoint': lambda: runner_module.find_latest_checkpoint,
+    'init_dist_pytorch': lambda: dist_utils._init_dist_pytorch,
+    'DDP.__init__': lambda: MMDistributedDataParallel.__init__,
+}
+before = {k: f() for k, f in names.items()}
+import mmet  # noqa: E402
+after = {k: f() for k, f in names.items()}
+changed = [k for k in names if after[k] is not before[k] and
+           after[k] != before[k]]
+print(json.dumps(changed))
+'''
+
+
+def test_import_mmet_changes_nothing_of_mmengine_or_torch():
+    """``import mmet`` registers modules and nothing else: every mmengine
+    and torch object its fixes used to replace is the very same after it."""
+    out = subprocess.run([sys.executable, '-c', PROBE], cwd=ROOT,
+                         check=True, capture_output=True, text=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
 @pytest.fixture(scope='module')
@@ -22,17 +67,17 @@ def runner_checkpoint(tmp_path_factory):
 
 def test_plain_torch_load_still_refuses_runner_checkpoints(
         runner_checkpoint):
-    """The fix is scoped: torch.load keeps its safe default."""
+    """The fix is mmengine's checkpoint loading, with an allow-list:
+    torch.load elsewhere keeps its own default."""
     _, ckpt = runner_checkpoint
     with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer'):
         torch.load(ckpt)
 
 
 def test_mmengine_loads_and_resumes_runner_checkpoints(runner_checkpoint):
-    """On either stack: with mmet's loader or with the fork's own."""
+    """With mmet's safe loading (conftest.build_runner installs it, as the
+    tools do): weights-only, on either stack."""
     work, ckpt = runner_checkpoint
-    assert isinstance(mm_checkpoint.torch, compat._FullUnpicklingTorch) == \
-        compat._needs_full_unpickling()
     model = build_runner(tiny_cfg(work / 'load', num_workers=0)).model
     meta = load_checkpoint(model, ckpt)['meta']
     assert meta['epoch'] == 1
@@ -46,69 +91,18 @@ def test_mmengine_loads_and_resumes_runner_checkpoints(runner_checkpoint):
     assert runner.epoch == 2 and runner.iter == 8
 
 
-def test_without_the_fix_resume_fails(runner_checkpoint, monkeypatch):
-    """Proves the fix is needed on this stack (and that the test bites)."""
+def test_without_the_fix_resume_fails_upstream(runner_checkpoint,
+                                               monkeypatch):
+    """Proves the fix is needed on the upstream stack (and that the test
+    bites): mmengine 0.10.7 passes no weights_only, torch >= 2.6 refuses."""
+    import mmengine
+    if digit_version(mmengine.__version__) >= digit_version('0.10.8'):
+        pytest.skip('onedl-mmengine >= 0.10.8 loads its checkpoints itself '
+                    '(and falls back to full unpickling: mmet does not)')
     work, ckpt = runner_checkpoint
-    if not compat._needs_full_unpickling():
-        pytest.skip('torch < 2.6 loads full pickles by default, and '
-                    'onedl-mmengine >= 0.10.8 loads its checkpoints itself')
     monkeypatch.setattr(mm_checkpoint, 'torch', torch)
-    runner = build_runner(tiny_cfg(work / 'nofix', max_epochs=2,
-                                   num_workers=0, resume=True,
-                                   load_from=ckpt))
     with pytest.raises(pickle.UnpicklingError):
-        runner.train()
-    monkeypatch.undo()
-    compat.apply_compat_patches()  # idempotent
-    assert isinstance(mm_checkpoint.torch, compat._FullUnpicklingTorch)
-
-
-def test_fork_loads_runner_checkpoints_safely_without_the_fix(
-        runner_checkpoint, capsys):
-    """Where mmengine loads by itself (the fork), mmet leaves its module's
-    ``torch`` alone, and a Runner checkpoint loads with ``weights_only=True``
-    (its allow-list), not through its full-unpickling fallback."""
-    if compat._needs_full_unpickling():
-        pytest.skip('this mmengine passes no weights_only: mmet loads')
-    _, ckpt = runner_checkpoint
-    assert mm_checkpoint.torch is torch
-    checkpoint = mm_checkpoint.CheckpointLoader.load_checkpoint(ckpt)
-    assert checkpoint['meta']['epoch'] == 1
-    # the fork announces its fallback with a bare print
-    assert 'weights_only=False' not in capsys.readouterr().out
-
-
-def test_checkpoint_writes_are_atomic(tmp_path):
-    """A save that dies half-way leaves the previous file intact."""
-    from mmengine.fileio.backends import LocalBackend
-    path = tmp_path / 'epoch_1.pth'
-    backend = LocalBackend()
-    backend.put(b'complete checkpoint', path)
-    assert path.read_bytes() == b'complete checkpoint'
-
-    # write() fails after the file was opened, as a killed save would
-    with pytest.raises(TypeError):
-        backend.put('not bytes', path)
-    assert path.read_bytes() == b'complete checkpoint'
-    assert [p.name for p in tmp_path.iterdir()] == ['epoch_1.pth']
-
-
-def test_atomic_writes_keep_the_usual_file_mode(tmp_path):
-    """New files get 0o666 less the umask, as ``open()`` gives them, and an
-    overwrite keeps the file's mode (a temp file would be owner-only)."""
-    import os
-    from mmengine.fileio.backends import LocalBackend
-    umask = os.umask(0o022)
-    try:
-        path = tmp_path / 'epoch_1.pth'
-        LocalBackend().put(b'x', path)
-        assert path.stat().st_mode & 0o777 == 0o644
-        path.chmod(0o640)
-        LocalBackend().put(b'y', path)
-        assert path.stat().st_mode & 0o777 == 0o640
-        assert path.read_bytes() == b'y'
-    finally:
-        os.umask(umask)
+        mm_checkpoint.CheckpointLoader.load_checkpoint(ckpt)
 
 
 def test_import_keeps_stdout_clean():

@@ -16,11 +16,12 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS, TRANSFORMS
 from mmcv.transforms import Compose
 
-from mmet.curriculum import Curriculum, bandwidth_pixels
+from mmet.curriculum import Curriculum
+from mmet.sizes import at_bandwidth
 from mmet.swin import set_swin_window
 
 IMAGENET = sorted(glob.glob(osp.join(ROOT, 'configs/efficienttrain/*.py')))
-ET_224 = [bandwidth_pixels(s.bandwidth, 224)
+ET_224 = [at_bandwidth(s.bandwidth, 224)
           for s in Curriculum.build('efficienttrain').stages]
 
 
@@ -37,9 +38,13 @@ def test_imagenet_config_wires_the_curriculum(path):
     assert 'RandAugment' not in types
     assert types.index('StagedRandAug') < types.index('FourierCrop') == \
         len(types) - 2
-    hooks = [h['type'] for h in cfg.custom_hooks]
-    assert hooks.count('EfficientTrainHook') == 1
-    assert cfg.train_cfg.max_epochs == 300
+    # the loop plans the run (and registers the hook), with the fast step
+    assert 'EfficientTrainHook' not in str(cfg.get('custom_hooks'))
+    loop = cfg.train_cfg
+    assert (loop.type, loop.curriculum, loop.max_epochs, loop.micro_batch) \
+        == ('EfficientTrainLoop', 'efficienttrain', 300, 'auto')
+    assert cfg.optim_wrapper.constructor == 'FastStepConstructor'
+    assert cfg.default_hooks.checkpoint.type == 'SafeCheckpointHook'
     # evaluation stays at full size
     assert 'FourierCrop' not in str(cfg.val_dataloader.dataset.pipeline)
     # Table 14: RandAug (9, 0.5), AdamW, wd 0.05, cosine after 20 warm-up
@@ -63,7 +68,7 @@ def test_imagenet_model_trains_at_every_bandwidth(path):
     model.train()
     from mmpretrain.structures import DataSample
     for size in sorted(set(ET_224)):
-        set_swin_window(model, size // 32)  # SwinWindowHook's job (Swin only)
+        set_swin_window(model, size // 32)  # the driver's job (Swin only)
         x = torch.randn(2, 3, size, size)
         samples = [DataSample().set_gt_label(i) for i in (1, 2)]
         loss = model.loss(x, samples)['loss']

@@ -1,16 +1,20 @@
 """The pure schedule math: presets, epochs, compute, validation."""
 import pytest
 
-from mmet.curriculum import (PRESETS, Curriculum, CurriculumError,
-                             bandwidth_pixels)
+from mmet.curriculum import PRESETS, Curriculum, CurriculumError
+from mmet.plan import TrainPlan
+from mmet.sizes import at_bandwidth
 
 
 def test_et_preset_matches_paper_at_300_epochs():
     et = Curriculum.build('efficienttrain')
     assert et.boundaries(300) == [0, 60, 120, 180, 240, 300]
-    sizes = [et.at(e, 300, 224).size for e in (0, 179, 180, 239, 240, 299)]
+    plan = TrainPlan(et, full_size=224, max_epochs=300)
+    sizes = [plan.state(plan.stage_at(e, 0)).size
+             for e in (0, 179, 180, 239, 240, 299)]
     assert sizes == [160, 160, 192, 192, 224, 224]
-    mags = [et.at(e, 300, 224).magnitude for e in (0, 60, 120, 180, 240)]
+    mags = [plan.state(plan.stage_at(e, 0)).magnitude
+            for e in (0, 60, 120, 180, 240)]
     assert mags == [1, 3, 5, 7, 9]
     # docs/method.md §2: 300 / (180 (160/224)^2 + 60 (192/224)^2 + 60) = 1.53x
     expected = 300 / (180 * (160 / 224)**2 + 60 * (192 / 224)**2 + 60)
@@ -27,7 +31,8 @@ def test_boundaries_cover_training_and_end_full_size(max_epochs):
     assert edges == sorted(edges)
     assert sum(et.epochs(max_epochs)) == max_epochs
     assert et.epochs(max_epochs)[-1] >= 1
-    assert et.at(max_epochs - 1, max_epochs, 224).size == 224
+    plan = TrainPlan(et, full_size=224, max_epochs=max_epochs)
+    assert plan.state(plan.stage_at(max_epochs - 1, 0)).size == 224
     # every epoch maps to the stage whose interval holds it
     for e in range(max_epochs):
         i = et.stage_index(e, max_epochs)
@@ -36,12 +41,12 @@ def test_boundaries_cover_training_and_end_full_size(max_epochs):
 
 def test_bandwidth_scales_to_small_images_even_pixels():
     et = Curriculum.build('et')
-    assert [bandwidth_pixels(s.bandwidth, 28) for s in et.stages] == \
+    assert [at_bandwidth(s.bandwidth, 28) for s in et.stages] == \
         [20, 20, 20, 24, 28]
-    assert [bandwidth_pixels(s.bandwidth, 32) for s in et.stages] == \
+    assert [at_bandwidth(s.bandwidth, 32) for s in et.stages] == \
         [22, 22, 22, 28, 32]
-    assert bandwidth_pixels(160 / 224, (224, 320)) == (160, 228)
-    assert bandwidth_pixels(1.0, 27) == 27  # full size is kept as is
+    assert at_bandwidth(160 / 224, (224, 320)) == (160, 228)
+    assert at_bandwidth(1.0, 27) == 27  # full size is kept as is
 
 
 def test_relative_compute_uses_trained_pixels_and_epochs():
@@ -102,3 +107,19 @@ def test_epoch_outside_training_is_refused():
         et.stage_index(10, 10)
     with pytest.raises(CurriculumError, match='positive int'):
         et.boundaries(0)
+
+
+def test_a_bandwidth_below_the_floor_is_refused_by_the_plan():
+    """Issue 22, item 3: 0.01 of 32 px would train on 2x2 inputs."""
+    tiny = Curriculum([dict(share=0.5, bandwidth=0.01, magnitude=0),
+                       dict(share=0.5, bandwidth=1.0, magnitude=0)])
+    with pytest.raises(CurriculumError, match=(
+            r'Stage 1 has bandwidth 0.01: B=2 px of the full size 32, below '
+            r'the floor of 8 px.* Give bandwidths of at least 0.25 \(8 px\)')):
+        TrainPlan(tiny, full_size=32, max_epochs=4)
+    # at the floor it plans; the ET presets are far above it at 28 px
+    TrainPlan(Curriculum([dict(share=0.5, bandwidth=0.25, magnitude=0),
+                          dict(share=0.5, bandwidth=1.0, magnitude=0)]),
+              full_size=32, max_epochs=4)
+    TrainPlan(Curriculum.build('efficienttrain++', family='resnet'),
+              full_size=28, budget=20)

@@ -17,8 +17,10 @@ from conftest import ROOT, build_runner, tiny_cfg
 from mmengine.config import Config
 from mmpretrain.registry import DATASETS
 
+from mmet.curriculum import Curriculum
+from mmet.driver import PipelineStageError, StageDriver
 from mmet.hooks import EfficientTrainHook
-from mmet.stages import PipelineStageError
+from mmet.plan import StageClock
 
 
 def write_folder(root, num=8, size=32, odd=None):
@@ -125,14 +127,12 @@ def test_wrapped_pipeline_pickles_for_spawned_workers(tmp_path):
     dataset = DATASETS.build(dict(type='CustomDataset',
                                   data_root=str(tmp_path / 'data'),
                                   pipeline=folder_pipeline()))
-    hook = EfficientTrainHook()
-    hook._max_epochs = 10
-    hook.bind(dataset)
-    hook.apply_stage(3)
+    driver = StageDriver(Curriculum.build('efficienttrain')).bind(dataset)
+    driver.apply(StageClock(driver.curriculum, 10, driver.full_size).state(3))
     copy = pickle.loads(pickle.dumps(dataset))
     assert copy.pipeline.stage == 'stage 4/5 (B=28, m=7, epochs 7-8 of 10)'
     assert copy[0]['inputs'].shape[-2:] == (28, 28)
-    # the hook still finds its transforms through the wrapper
+    # the driver still finds its transforms through the wrapper
     assert [type(t).__name__ for t in copy.pipeline.transforms][-2:] == \
         ['FourierCrop', 'PackInputs']
     with pytest.raises(PipelineStageError, match=f'failed on {paths[3]} in '
@@ -140,7 +140,7 @@ def test_wrapped_pipeline_pickles_for_spawned_workers(tmp_path):
         copy[3]
     assert isinstance(err.value.__cause__, AssertionError)
     # binding again (a second runner.train()) does not wrap twice
-    hook.bind(dataset)
+    StageDriver(Curriculum.build('efficienttrain')).bind(dataset)
     assert not isinstance(dataset.pipeline.pipeline, type(dataset.pipeline))
 
 

@@ -181,7 +181,7 @@ def _train_classifier(arch, work_dir):
     for key in ('val_dataloader', 'val_evaluator', 'val_cfg',
                 'test_dataloader', 'test_evaluator', 'test_cfg'):
         cfg[key] = None
-    cfg.train_cfg = dict(by_epoch=True, max_epochs=1)
+    cfg.train_cfg.max_epochs = 1  # the shipped EfficientTrainLoop's plan
     cfg.param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=True,
                                 T_max=1, convert_to_iter_based=True)]
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)

@@ -14,7 +14,8 @@ from conftest import build_runner, on_the_batched_path, recorder, tiny_cfg
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
-from mmet.curriculum import Curriculum, bandwidth_pixels
+from mmet.curriculum import Curriculum
+from mmet.sizes import at_bandwidth
 
 BUDGET = 6  # at 32 px: 13.75 real epochs, 14 whole ones
 PRESET = Curriculum.build('efficienttrain++resnet')
@@ -45,15 +46,15 @@ def test_in_the_workers_every_stage_gets_an_epoch(tmp_path):
         custom_hooks=[dict(type='BatchRecorder')]))
     runner.train()
     loop = runner.train_loop
-    assert not loop.switch_by_iter and loop.plan.replanned
-    assert loop.plan.epochs() == [3, 3, 1, 1, 1, 1, 1, 1, 1, 1]
+    assert not loop.plan.clock.by_iter and loop.plan.replanned
+    assert loop.plan.budget_plan.epochs() == [3, 3, 1, 1, 1, 1, 1, 1, 1, 1]
     assert runner.max_epochs == 14
     seen = recorder(runner)
     edges = [0]
-    for n in loop.plan.epochs():
+    for n in loop.plan.budget_plan.epochs():
         edges.append(edges[-1] + n)
     for i, s in enumerate(PRESET.stages):  # each stage, in the workers
-        b = bandwidth_pixels(s.bandwidth, 32)
+        b = at_bandwidth(s.bandwidth, 32)
         for e in range(edges[i], edges[i + 1]):
             assert seen[e]['shapes'] == {(b, b)}, e
             assert seen[e]['magnitudes'] == {s.magnitude}, e
@@ -61,8 +62,8 @@ def test_in_the_workers_every_stage_gets_an_epoch(tmp_path):
     assert 'leave ET++ stages without an epoch' in log
     assert '[3, 3, 1, 1, 1, 1, 1, 1, 1, 1] over 14, +17.3% compute' in log
     # the compute clock counts the epochs that are trained
-    assert [n for n, _ in loop.stage_iters] == \
-        [4 * n for n in loop.plan.epochs()]
+    assert [n for n, _ in loop.plan.clock_stages()] == \
+        [4 * n for n in loop.plan.budget_plan.epochs()]
 
 
 @HOOKS.register_module(force=True)
@@ -92,16 +93,16 @@ def test_on_the_batched_path_stages_switch_by_iteration(tmp_path):
     runner = build_runner(cfg)
     runner.train()
     loop = runner.train_loop
-    assert loop.switch_by_iter and not loop.plan.replanned
+    assert loop.plan.clock.by_iter and not loop.plan.replanned
     assert runner.max_epochs == 14 and runner.max_iters == 56
     seen = next(h for h in runner.hooks
                 if isinstance(h, IterInputRecorder)).seen
     assert sorted(seen) == list(range(56))
     # the model sees each stage's B and m, for the clock's iterations
     start = 0
-    for (n, cost), s, share in zip(loop.stage_iters, PRESET.stages,
+    for (n, cost), s, share in zip(loop.plan.clock_stages(), PRESET.stages,
                                    loop.plan.curriculum.stages):
-        b = bandwidth_pixels(s.bandwidth, 32)
+        b = at_bandwidth(s.bandwidth, 32)
         assert {seen[i] for i in range(start, start + n)} == \
             {(b, s.magnitude)}
         assert cost == pytest.approx((b / 32)**2)

@@ -11,6 +11,7 @@ from mmpretrain.registry import HOOKS
 
 from mmet.curriculum import Curriculum
 from mmet.hooks import EfficientTrainHook
+from mmet.plan import StageClock
 
 # 2 equal-compute stages at 32 px: B = 16 (m=2) and 32 (m=6). At E = 2
 # full-size epochs they run 4 and 1 real epochs (4 iterations each).
@@ -38,7 +39,7 @@ class IterRecorder(Hook):
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         group = runner.optim_wrapper.param_groups[0]
         loop = runner.train_loop
-        buffer = getattr(loop, 'buffer', None)
+        buffer = getattr(getattr(loop, 'replay', None), 'buffer', None)
         self.rows.append(dict(
             epoch=runner.epoch,
             iter=runner.iter,
@@ -77,10 +78,9 @@ def test_max_epochs_is_derived_and_stages_reach_the_workers(tmp_path):
     runner = build_runner(etpp_cfg(tmp_path))
     runner.train()
     assert runner.max_epochs == 5 and runner.max_iters == 20
-    # the loop registered the hook, with its own epoch shares
+    # the loop registered the hook, which follows the loop's plan
     hooks = [h for h in runner.hooks if isinstance(h, EfficientTrainHook)]
-    assert len(hooks) == 1 and hooks[0].curriculum is \
-        runner.train_loop.curriculum
+    assert len(hooks) == 1 and hooks[0].plan is runner.train_loop.plan
     seen = recorder(runner)
     assert [seen[e]['shapes'] for e in range(5)] == \
         [{(16, 16)}] * 4 + [{(32, 32)}]
@@ -102,7 +102,8 @@ def test_the_real_preset_switches_at_the_derived_epochs(tmp_path):
     assert plan.epochs() == [2, 2, 1, 1, 1, 1, 1, 1, 1, 1]
     runner.train()
     assert runner.max_epochs == 12
-    expected = [plan.curriculum.at(e, 12, 32) for e in range(12)]
+    clock = StageClock(plan.curriculum, 12, 32)
+    expected = [clock.state(clock.index_at(e)) for e in range(12)]
     seen = recorder(runner)
     assert [seen[e]['shapes'] for e in range(12)] == \
         [{(s.size, s.size)} for s in expected]
@@ -196,7 +197,7 @@ def test_replay_restores_batches_and_keeps_the_steps(tmp_path):
     # stage 1 loads 4 images a step, replays 4, and makes 2 passes of 8
     # steps; stage 2 loads the full 8: 16 + 4 steps, as without replay
     assert runner.max_epochs == 3 and len(rows) == 20
-    assert runner.train_loop.stage_iters == [(16, 0.25), (4, 1.0)]
+    assert runner.train_loop.plan.clock_stages() == [(16, 0.25), (4, 1.0)]
     assert all(r['n'] == 8 for r in rows)
     assert [r['loaded'] for r in rows] == [4] * 16 + [8] * 4
     assert all(r['chunks'] <= r['capacity'] == 6 for r in rows[:16])
@@ -220,12 +221,11 @@ def test_hook_and_loop_cannot_disagree(tmp_path):
             dict(type='EfficientTrainHook', curriculum=TWO_STAGES)]))
     runner.train()
     hooks = [h for h in runner.hooks if isinstance(h, EfficientTrainHook)]
-    assert len(hooks) == 1 and hooks[0].curriculum is \
-        runner.train_loop.curriculum
+    assert len(hooks) == 1 and hooks[0].plan is runner.train_loop.plan
 
 
 @pytest.mark.parametrize('loop, message', [
-    (dict(budget=200, max_epochs=300), 'derives max_epochs'),
+    (dict(budget=200, max_epochs=300), 'derives its epochs'),
     (dict(budget=None), 'exactly one of budget'),
     (dict(budget=200, speedup=1.5), 'exactly one of budget'),
     (dict(budget=2, replay=dict(times=[3, 1], buffer_size=[1, 0])),
@@ -247,8 +247,8 @@ def test_speedup_gives_the_budget(tmp_path):
     runner = build_runner(cfg)
     runner.train()
     loop = runner.train_loop
-    assert loop.budget == 2 and runner.max_epochs == 5
-    assert loop.predicted_speedup() == pytest.approx(1.5)
+    assert loop.plan.budget == 2 and runner.max_epochs == 5
+    assert loop.plan.predicted_speedup() == pytest.approx(1.5)
 
 
 @HOOKS.register_module(force=True)
@@ -264,7 +264,7 @@ class StepCounter(Hook):
                 runner.epoch, self.steps.get(runner.epoch, 0) + 1))
 
 
-def test_low_res_batch_doubles_the_batch_and_keeps_the_steps(tmp_path):
+def test_micro_batch_doubles_the_batch_and_keeps_the_steps(tmp_path):
     """Official ET: 2x the batch below full size, half the accumulation."""
     def run(work, **loop):
         cfg = etpp_cfg(work, loop=loop,
@@ -277,13 +277,13 @@ def test_low_res_batch_doubles_the_batch_and_keeps_the_steps(tmp_path):
                      if isinstance(h, StepCounter)).steps
         return runner, iter_rec(runner).rows, steps
 
-    runner, rows, steps = run(tmp_path / 'scaled', low_res_batch=2)
+    runner, rows, steps = run(tmp_path / 'scaled', micro_batch=2)
     ref_runner, ref_rows, ref_steps = run(tmp_path / 'ref')
     # stage 1 (B=16): 4 epochs of 4 iterations of 8 images, no accumulation;
     # stage 2 (full size): 1 epoch of 8 iterations of 4, accumulating 2
     assert [r['loaded'] for r in rows] == [8] * 16 + [4] * 8
-    assert runner.train_loop.stage_iters == [(16, 0.5), (8, 1.0)]
-    assert ref_runner.train_loop.stage_iters == [(32, 0.25), (8, 1.0)]
+    assert runner.train_loop.plan.clock_stages() == [(16, 0.5), (8, 1.0)]
+    assert ref_runner.train_loop.plan.clock_stages() == [(32, 0.25), (8, 1.0)]
     # the same optimizer steps, each over a global batch of 8
     assert steps == ref_steps == {0: 4, 1: 4, 2: 4, 3: 4, 4: 4}
     # the compute clock: the full-size stage starts with the same LR, and
@@ -296,13 +296,18 @@ def test_low_res_batch_doubles_the_batch_and_keeps_the_steps(tmp_path):
     assert runner.train_dataloader.batch_sampler.batch_size == 4
 
 
-def test_low_res_batch_needs_divisible_accumulation(tmp_path):
-    cfg = etpp_cfg(tmp_path, num_workers=0, loop=dict(low_res_batch=2))
+def test_micro_batch_needs_divisible_accumulation(tmp_path):
+    cfg = etpp_cfg(tmp_path, num_workers=0, loop=dict(micro_batch=2))
     runner = build_runner(cfg)
     with pytest.raises(ValueError, match=r'accumulative_counts=1 is not '
                        r'divisible.*Set accumulative_counts=2'):
         runner.train()
     cfg = etpp_cfg(tmp_path, num_workers=0, loop=dict(
-        low_res_batch=2, replay=dict(times=[2, 1], buffer_size=[3, 0])))
+        micro_batch=2, replay=dict(times=[2, 1], buffer_size=[3, 0])))
     with pytest.raises(ValueError, match='use one of them'):
+        build_runner(cfg).train()
+    # the old name says the new one
+    cfg = etpp_cfg(tmp_path, num_workers=0, loop=dict(low_res_batch=2))
+    with pytest.raises(ValueError, match=r'is now micro_batch: give '
+                       r"micro_batch=2, or 'auto'"):
         build_runner(cfg).train()

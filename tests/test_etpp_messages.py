@@ -50,7 +50,7 @@ def test_the_batched_path_refuses_a_budget_that_skips_stages(tmp_path):
             r'\(speedup=151\)')):
         build_runner(batched(tmp_path / 'a', 0.3)).train_loop
     loop = build_runner(batched(tmp_path / 'b', 1.98)).train_loop
-    assert min(n for n, _ in loop.stage_iters) == 1
+    assert min(n for n, _ in loop.plan.clock_stages()) == 1
     with pytest.raises(ValueError, match='stages \\[9\\] of 10 get none'):
         build_runner(batched(tmp_path / 'c', 1.97)).train_loop
 
@@ -59,7 +59,29 @@ def test_a_speedup_below_1_warns_that_it_costs_more(tmp_path):
     runner = build_runner(etpp_cfg(tmp_path, num_workers=0, budget=None,
                                    loop=dict(speedup=0.5,
                                              baseline_epochs=3)))
-    assert runner.train_loop.budget == 6
+    assert runner.train_loop.plan.budget == 6
     assert 'WARNING - EfficientTrainLoop: speedup=0.5 is below 1: the ' \
         'budget E=6 full-size epochs costs more than the baseline_epochs=3 ' \
         'it is measured against (2x its compute).' in log_text(runner)
+
+
+def test_a_budget_far_too_small_is_refused_on_the_per_sample_path(tmp_path):
+    """Issue 22, item 8: --speedup 100 on the per-sample path (stages switch
+    at whole epochs) used to train 6.27 full-size epochs for a budget of
+    0.05 with a warning; both paths now refuse it with the smallest budget
+    that works."""
+    cfg = preset_cfg(tmp_path / 'a', num_workers=0, custom_hooks=[])
+    cfg['train_cfg'].update(budget=None, speedup=100, baseline_epochs=5)
+    with pytest.raises(ValueError, match=(
+            r'budget E=0.05 full-size epochs \(speedup 100 against '
+            r'baseline_epochs=5\) is too small: whole epochs give every stage '
+            r'one only by training [\d.]+ full-size epochs of compute, '
+            r'\+\d+% over the budget .* smallest workable budget is '
+            r'budget=([\d.]+)')) as error:
+        build_runner(cfg).train_loop
+    smallest = float(str(error.value).split('budget=')[-1].split(' ')[0])
+    cfg = preset_cfg(tmp_path / 'b', num_workers=0, custom_hooks=[])
+    cfg['train_cfg'].update(budget=smallest)
+    loop = build_runner(cfg).train_loop  # which plans
+    assert loop.plan.replanned
+    assert loop.plan.compute_epochs() <= 2 * smallest

@@ -43,7 +43,9 @@ class TrainedBatches(Hook):
         self._row = None
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
-        self._row = dict(size=runner.train_loop.hook.current_size,
+        hook = next(h for h in runner.hooks
+                    if type(h).__name__ == 'EfficientTrainHook')
+        self._row = dict(size=hook.applied.size,
                          lr=runner.optim_wrapper.get_lr()['lr'][0])
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
@@ -52,7 +54,7 @@ class TrainedBatches(Hook):
         self.rows.append(dict(
             self._row, iter=runner.iter, epoch=runner.epoch,
             loss=float(outputs['loss'].detach()), n=len(samples),
-            unique=len({s.sample_idx for s in samples})))
+            unique=len({getattr(s, 'sample_idx', id(s)) for s in samples})))
 
 
 def trained(runner):
@@ -129,8 +131,8 @@ def uninterrupted(tmp_path_factory):
     work = tmp_path_factory.mktemp('full')
     runner = build_runner(etpp_cfg(work))
     runner.train()
-    assert runner.train_loop.plan.epochs() == [2, 1]
-    assert runner.train_loop.stage_iters == [(16, 0.25), (4, 1.0)]
+    assert runner.train_loop.plan.budget_plan.epochs() == [2, 1]
+    assert runner.train_loop.plan.clock_stages() == [(16, 0.25), (4, 1.0)]
     return work, trained(runner)
 
 
@@ -156,7 +158,7 @@ def test_resume_mid_stage_restores_the_buffer(uninterrupted, tmp_path):
     assert [r['unique'] for r in rows] == [r['unique'] for r in ref[8:]]
     assert min(r['unique'] for r in ref[8:16]) > 4  # more than the fresh
     assert rows == ref[8:]
-    buffer = runner.train_loop.buffer
+    buffer = runner.train_loop.replay.buffer
     assert buffer.times == 2 and len(buffer) <= buffer.capacity
 
 
@@ -242,7 +244,8 @@ def test_mid_epoch_resume_on_the_batched_path(tmp_path):
     loop = full.train_loop
     ref = trained(full)
     # 8 epochs of 2 iterations; stage 2 starts at iteration 13, mid-epoch
-    assert loop.switch_by_iter and loop.stage_iters == [(13, 0.25), (3, 1.0)]
+    assert loop.plan.clock.by_iter
+    assert loop.plan.clock_stages() == [(13, 0.25), (3, 1.0)]
     runner = build_runner(batched_cfg(
         tmp_path / 'resumed', checkpoint=iter_checkpoints(13), resume=True,
         load_from=osp.join(tmp_path, 'full', 'iter_13.pth')))
@@ -254,3 +257,36 @@ def test_mid_epoch_resume_on_the_batched_path(tmp_path):
     assert ref[12]['size'] == 16
     assert [r['size'] for r in rows] == [r['size'] for r in ref[13:]] == \
         [32] * 3
+
+
+# -- random augmentation: the workers and the trainer draw as before ------
+def random_cfg(work_dir, batched, **kwargs):
+    """Two persistent workers (or the batched path) with random flips and
+    RandAugment; four epochs over two stages, a checkpoint each epoch."""
+    cfg = tiny_cfg(
+        work_dir, max_epochs=4, custom_hooks=[
+            dict(type='EfficientTrainHook', curriculum=[
+                dict(share=0.5, bandwidth=0.5, magnitude=5),
+                dict(share=0.5, bandwidth=1.0, magnitude=9)]),
+            dict(type='TrainedBatches')],
+        randomness=dict(seed=3, deterministic=True), **kwargs)
+    return on_the_batched_path(cfg) if batched else cfg
+
+
+@pytest.mark.parametrize('batched', [False, True],
+                         ids=['workers', 'batched'])
+def test_a_resume_draws_the_augmentations_of_the_uninterrupted_run(
+        tmp_path, batched):
+    """Issue 22, item 9: the workers seed from (seed, epoch, rank, worker
+    id) at each epoch and the trainer's random state is in the checkpoint,
+    so a resumed run trains the very losses of the uninterrupted one."""
+    full = build_runner(random_cfg(tmp_path / 'full', batched))
+    full.train()
+    expected = [r['loss'] for r in trained(full) if r['epoch'] >= 2]
+    runner = build_runner(random_cfg(
+        tmp_path / 'full', batched, resume=True,
+        load_from=str(tmp_path / 'full' / 'epoch_2.pth')))
+    runner.train()
+    rows = trained(runner)
+    assert rows[0]['epoch'] == 2 and len(rows) == len(expected) == 8
+    assert [r['loss'] for r in rows] == pytest.approx(expected, rel=1e-6)

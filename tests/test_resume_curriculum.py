@@ -7,7 +7,7 @@ import torch
 from conftest import build_runner, eval_loader, recorder, tiny_cfg
 
 from mmet.curriculum import Curriculum
-from mmet.stages import StageSchedule
+from mmet.plan import StageClock
 
 # ET at 32 px: B = 22, 22, 22, 28, 32 and m = 1, 3, 5, 7, 9. Over 5 epochs
 # one epoch per stage, over 10 two.
@@ -18,7 +18,7 @@ OTHER = [dict(share=0.5, bandwidth=0.5, magnitude=1),
 
 def test_extend_from_keeps_the_past_and_floors_the_rest():
     et = Curriculum.build('efficienttrain')
-    plan = StageSchedule(et, 10, 32)
+    plan = StageClock(et, 10, 32)
     # 4 epochs trained on the 5-epoch plan, the last one in stage 4
     plan.extend_from(4, 3, past=[0, 1, 2, 3, 4, 5])
     assert plan.edges == [0, 1, 2, 3, 8, 10]
@@ -29,7 +29,7 @@ def test_extend_from_keeps_the_past_and_floors_the_rest():
         'stage 5/5 (B=32, m=9, epochs 9-10 of 10)']
     # by iteration (4 an epoch): 10 iterations trained stage 1, which the
     # new plan leaves at iteration 8; from iteration 10 on, the new plan
-    plan = StageSchedule(et, 10, 32, epoch_length=4)
+    plan = StageClock(et, 10, 32, epoch_length=4)
     plan.extend_from(10, 0, past=[0, 10, 12, 12, 12, 20])
     assert plan.edges == [0, 10, 16, 24, 32, 40]
     assert plan.state(0).describe() == 'stage 1/5 (B=22, m=1, epochs 1-3 of 10)'

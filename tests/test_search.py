@@ -7,7 +7,8 @@ import sys
 import pytest
 from conftest import FMNIST, ROOT
 
-from mmet.curriculum import Curriculum, Stage, bandwidth_pixels
+from mmet.curriculum import Curriculum, Stage
+from mmet.sizes import at_bandwidth
 from mmet.search import (STOP_BUDGET, STOP_DONE, STOP_NO_GAIN,
                          STOP_SEARCH_COST, STOP_TRIALS, Budget, SearchError,
                          SearchSpace, Trial, candidate_bandwidths, choose,
@@ -22,11 +23,11 @@ TOOL = osp.join(ROOT, 'tools/search_curriculum.py')
 def test_candidates_scale_to_the_full_size():
     # 64..224 of 224 at 28 px: 8, 12, ..., 28 exactly
     bws = candidate_bandwidths(full_size=28)
-    assert [bandwidth_pixels(b, 28) for b in bws] == [8, 12, 16, 20, 24, 28]
+    assert [at_bandwidth(b, 28) for b in bws] == [8, 12, 16, 20, 24, 28]
     assert bws[-1] == 1.0
     # at 224 the candidates are the paper's pixels
     bws = candidate_bandwidths(full_size=224)
-    pixels = [bandwidth_pixels(b, 224) for b in bws]
+    pixels = [at_bandwidth(b, 224) for b in bws]
     assert pixels == [64, 96, 128, 160, 192, 224]
 
 
@@ -34,11 +35,11 @@ def test_candidates_round_to_even_and_deduplicate():
     # at 10 px: 64/224*10 = 2.9 -> 2, 96 -> 4.3 -> 4, 128 -> 5.7 -> 6,
     # 160 -> 7.1 -> 8, 192 -> 8.6 -> 8 (merged), 224 -> 10
     bws = candidate_bandwidths(full_size=10)
-    assert [bandwidth_pixels(b, 10) for b in bws] == [2, 4, 6, 8, 10]
+    assert [at_bandwidth(b, 10) for b in bws] == [2, 4, 6, 8, 10]
     # pixel sizes map back exactly
-    assert all(bandwidth_pixels(b, 10) == round(b * 10) for b in bws)
+    assert all(at_bandwidth(b, 10) == round(b * 10) for b in bws)
     rect = candidate_bandwidths([112, 224], full_size=(32, 64))
-    assert [bandwidth_pixels(b, (32, 64)) for b in rect] == [(16, 32),
+    assert [at_bandwidth(b, (32, 64)) for b in rect] == [(16, 32),
                                                              (32, 64)]
 
 
@@ -353,3 +354,32 @@ def test_tiny_search_end_to_end_and_resume(tmp_path):
     for t in report4['trials']:
         assert len(t['scores']) == 2
         assert t['score'] == pytest.approx(sum(t['scores']) / 2)
+
+
+@pytest.mark.usefixtures('fmnist')
+def test_a_stock_pipeline_is_searched_as_training_adapts_it(tmp_path):
+    """Issue 22, item 5: RandomResizedCrop + RandAugment (stock), which
+    tools/train.py adapts; the search's proxies adapt it the same way."""
+    config = tmp_path / 'stock.py'
+    base = osp.join(ROOT, 'configs/demo/fmnist_resnet_baseline.py')
+    config.write_text(
+        f'_base_ = [{base!r}]\n'
+        'train_dataloader = dict(dataset=dict(pipeline=[\n'
+        "    dict(type='RandomResizedCrop', scale=28,\n"
+        "         crop_ratio_range=(0.5, 1.0)),\n"
+        "    dict(type='RandomFlip', prob=0.5, direction='horizontal'),\n"
+        "    dict(type='RandAugment', num_policies=2, magnitude_level=9,\n"
+        "         policies=[dict(type='Rotate', magnitude_range=(0, 30)),\n"
+        "                   dict(type='Shear', magnitude_range=(0, 0.3))]),\n"
+        "    dict(type='PackInputs')]))\n")
+    work = tmp_path / 'search'
+    out = run_tool(config, '--work-dir', work, '--stages', '2',
+                   '--bandwidths', '160', '224', '--magnitudes', '3',
+                   '--proxy-epochs', '2', '--train-subset', '128',
+                   '--val-subset', '100', '--batch-size', '64', '--workers',
+                   '0', '--tolerance', '100', '--cfg-options',
+                   f'train_dataloader.dataset.data_root={FMNIST}',
+                   f'val_dataloader.dataset.data_root={FMNIST}')
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((work / 'search.json').read_text())
+    assert report['trials_trained_now'] == 2

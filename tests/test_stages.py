@@ -1,5 +1,6 @@
-"""The stage driver's parts, without a Runner: the stage text, the schedule
-in epochs and in iterations, and the one definition of full size."""
+"""The plan's clock and the stage driver, without a Runner: the stage text,
+the clock in epochs and in iterations, and the one definition of full
+size."""
 import os.path as osp
 from types import SimpleNamespace
 
@@ -11,7 +12,8 @@ from mmengine.registry import init_default_scope
 
 from mmet.adapt import AdaptationError
 from mmet.curriculum import Curriculum
-from mmet.stages import StageDriver, StageSchedule, StageState
+from mmet.driver import StageDriver
+from mmet.plan import StageClock, StageState
 
 ET = Curriculum.build('efficienttrain')
 
@@ -30,26 +32,26 @@ def test_one_text_for_a_stage():
 
 
 def test_schedule_by_epoch_and_by_iteration():
-    by_epoch = StageSchedule(ET, 10, 32)
+    by_epoch = StageClock(ET, 10, 32)
     assert by_epoch.edges == [0, 2, 4, 6, 8, 10]
     assert [by_epoch.index_at(e) for e in range(10)] == \
         [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
     assert by_epoch.state(3).describe() == \
         'stage 4/5 (B=28, m=7, epochs 7-8 of 10)'
     # 3 epochs of 5 iterations: stages switch inside epochs
-    by_iter = StageSchedule(ET, 3, 32, epoch_length=5)
+    by_iter = StageClock(ET, 3, 32, epoch_length=5)
     assert by_iter.by_iter and by_iter.edges == [0, 3, 6, 9, 12, 15]
     assert by_iter.index_at(5) == 1 and by_iter.index_at(6) == 2
     assert by_iter.state(1).describe() == \
         'stage 2/5 (B=22, m=3, epochs 1-2 of 3)'
     # few epochs by epoch: a stage without one is left out of the states
-    assert [s.index for s in StageSchedule(ET, 2, 32).states()] == [1, 4]
+    assert [s.index for s in StageClock(ET, 2, 32).states()] == [1, 4]
 
 
 def full_size_of(path, **changes):
     cfg = Config.fromfile(path)
     cfg.merge_from_dict(changes)
-    return StageDriver.from_config(cfg)
+    return StageDriver.from_config(cfg, ET)
 
 
 def test_full_size_is_the_drivers_for_every_kind_of_config():
@@ -65,7 +67,7 @@ def test_full_size_is_the_drivers_for_every_kind_of_config():
     cfg = Config.fromfile(
         osp.join(ROOT, 'configs/efficienttrain/resnet50_et_8xb256_in1k.py'))
     cfg.train_dataloader.dataset.pipeline = cfg.et_fast_train_pipeline
-    fast = StageDriver.from_config(cfg)
+    fast = StageDriver.from_config(cfg, ET)
     assert fast.full_size == 224 and fast.sized_in_pipeline
     assert 'FourierCrop' not in fast.found
 
@@ -86,7 +88,7 @@ def test_stock_pipelines_are_adapted_and_refused_with_the_fix(
     assert driver.changes and driver.changes == \
         leaf.pipeline.adapted  # kept for a second bind
     # a stage applied, then bound again: the full size stays the configured
-    driver.apply(StageSchedule(ET, 5, 48).state(0))
+    driver.apply(StageClock(ET, 5, 48).state(0))
     again = StageDriver(ET)
     again.bind(leaf, log=logged.append)
     assert again.full_size == 48 and len(logged) == 1

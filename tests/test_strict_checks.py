@@ -9,7 +9,7 @@ import pytest
 from conftest import build_runner, recorder, tiny_cfg, tiny_pipeline
 from test_data_errors import folder_cfg, write_folder
 
-from mmet.stages import PipelineStageError
+from mmet.driver import PipelineStageError
 
 ET_AT_32 = [22, 22, 22, 28, 32]  # the ET preset's B per epoch at 32 px
 
@@ -123,3 +123,15 @@ def test_a_configured_magnitude_other_than_the_final_m_is_warned(tmp_path):
     log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
     assert 'configures RandAugment at magnitude_level=7, but the curriculum ' \
         'ends at m=9' in log
+
+
+def test_a_bandwidth_below_the_floor_fails_before_training(tmp_path):
+    """Issue 22, item 3, on a real Runner: nothing trains at 2x2 px."""
+    from mmet.curriculum import CurriculumError
+    runner = build_runner(tiny_cfg(tmp_path, num_workers=0, custom_hooks=[
+        dict(type='EfficientTrainHook', curriculum=[
+            dict(share=0.5, bandwidth=0.01, magnitude=1),
+            dict(share=0.5, bandwidth=1.0, magnitude=9)])]))
+    with pytest.raises(CurriculumError, match='below the floor of 8 px'):
+        runner.train()
+    assert runner.iter == 0

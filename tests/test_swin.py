@@ -1,4 +1,5 @@
-"""Swin windows that follow B: SwinWindowHook and set_swin_window."""
+"""Swin windows that follow B: the driver's SwinWindows and set_swin_window;
+SwinWindowHook is a deprecated no-op."""
 import copy
 
 import pytest
@@ -154,13 +155,13 @@ def test_efficienttrain_hook_sets_the_window_without_swin_window_hook(
     assert rec.val == {e: {3} for e in range(1, 5)}  # full size for eval
 
 
-def test_hook_needs_a_driver_and_a_swin(tmp_path):
-    runner = build_runner(swin_cfg(tmp_path / 'a', [
-        dict(type='SwinWindowHook')]))
-    with pytest.raises(RuntimeError, match='none is registered'):
-        runner.train()
-    runner = build_runner(tiny_cfg(tmp_path / 'b', custom_hooks=[
+def test_swin_window_hook_is_a_deprecated_no_op(tmp_path):
+    """Configs that still list SwinWindowHook train as without it, and say
+    so; without an EfficientTrainHook or a Swin it refuses nothing."""
+    runner = build_runner(tiny_cfg(tmp_path / 'b', max_epochs=2, custom_hooks=[
         dict(type='EfficientTrainHook', curriculum='efficienttrain'),
         dict(type='SwinWindowHook')]))
-    with pytest.raises(RuntimeError, match='no Swin window attention'):
-        runner.train()
+    runner.train()
+    assert runner.epoch == 2
+    log = next((tmp_path / 'b').glob('*/*.log')).read_text()
+    assert 'SwinWindowHook is deprecated and does nothing' in log

@@ -130,7 +130,9 @@ def test_train_curriculum_flag_on_the_plain_config(tmp_path):
 
 
 def test_train_curriculum_flag_efficienttrain_pp(tmp_path):
-    epochs = train_with_curriculum(tmp_path / 'etpp', 3, '--curriculum',
+    # 6 epochs of 2 iterations: E = 4, the least whose whole epochs give
+    # each of the ten stages one within twice the budget (per sample)
+    epochs = train_with_curriculum(tmp_path / 'etpp', 6, '--curriculum',
                                    'efficienttrain++', '--speedup', '1.5')
     # ten stages, 12 -> 20 -> 28 px (the ResNet family, inferred), m 0 -> 9
     sizes = [line.split('B=')[1].split(',')[0] for line in epochs]
@@ -139,7 +141,7 @@ def test_train_curriculum_flag_efficienttrain_pp(tmp_path):
     cfg = open(glob.glob(str(tmp_path / 'etpp' / '*' / 'vis_data' /
                                   'config.py'))[0]).read()
     assert "type='EfficientTrainLoop'" in cfg and 'speedup=1.5' in cfg
-    assert 'baseline_epochs=3' in cfg
+    assert 'baseline_epochs=6' in cfg
 
 
 def test_train_curriculum_flag_refuses_what_does_not_fit(tmp_path):
@@ -162,3 +164,105 @@ def test_train_amp_without_a_gpu_fails_before_building(tmp_path):
     assert res.returncode != 0
     assert '--amp needs a CUDA (or NPU, MLU, MUSA) device' in res.stderr
     assert not glob.glob(str(tmp_path / '*' / '*.log'))  # no Runner built
+
+
+def test_test_py_names_a_text_file_without_advice_it_cannot_take(tmp_path):
+    """Issue 22, item 13: tools/test.py on a text file named .pth names the
+    file and what is wrong, without advising --resume (it has none)."""
+    bad = tmp_path / 'epoch_1.pth'
+    bad.write_text('see the notes of epoch 1\n')
+    out = subprocess.run(
+        [sys.executable, 'tools/test.py', DEMO_ET, str(bad), '--work-dir',
+         str(tmp_path / 'test')], cwd=ROOT, capture_output=True, text=True,
+        timeout=600)
+    assert out.returncode != 0
+    assert f'{bad} (25 bytes) is not a torch checkpoint' in out.stderr
+    assert '--resume' not in out.stderr and 'Traceback' not in out.stderr
+
+
+def test_benchmark_gpu_runs_at_tiny_scale_on_the_cpu(tmp_path):
+    """The GPU benchmark's smoke test: every model, variant, size and both
+    end-to-end paths, at 64 px on the CPU."""
+    out = subprocess.run(
+        [sys.executable, 'tools/benchmark_gpu.py', '--tiny', '--out',
+         str(tmp_path / 'gpu.json')], cwd=ROOT, capture_output=True,
+        text=True, timeout=1200)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((tmp_path / 'gpu.json').read_text())
+    assert sorted(report['models']) == \
+        ['convnext-t', 'deit-s', 'resnet50', 'swin-t']
+    for row in report['models'].values():
+        for rates in row['rates'].values():
+            assert [int(s) for s in rates] == report['sizes']
+            assert all(r > 0 for r in rates.values())
+        assert row['et']['fast'] > 0 and row['etpp_e100']['stock'] > 0
+    assert sorted(report['end_to_end']) == ['CPU path', 'device pipeline']
+    fast = report['end_to_end']['device pipeline']['fast_step']
+    assert fast['param_groups'] == 2 and not fast['grad_scaler']
+    assert 'smoke test' in out.stdout
+
+
+def test_train_py_refuses_a_budget_that_is_no_number(tmp_path):
+    """Issue 22, item 13: one line, the cause and the fix, no traceback."""
+    for flag, value in (('--budget', '-5'), ('--budget', 'nan'),
+                        ('--speedup', '0')):
+        out = subprocess.run(
+            [sys.executable, 'tools/train.py', DEMO_ET.replace(
+                '_et.py', '_baseline.py'), '--curriculum', 'efficienttrain++',
+             flag, value, '--work-dir', str(tmp_path)], cwd=ROOT,
+            capture_output=True, text=True, timeout=300)
+        assert out.returncode != 0 and 'Traceback' not in out.stderr
+        assert 'is not a positive finite number' in out.stderr, out.stderr
+
+
+def test_benchmark_calls_a_speedup_above_the_ceiling_invalid():
+    """Issue 21, item 2: end to end cannot beat the model alone; where the
+    rates say it does (a prefetch queue read as the loader), the measured
+    speedup is withheld with the cause."""
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    from benchmark_curriculum import summarize
+
+    from mmet.curriculum import Curriculum
+    from mmet.plan import TrainPlan
+    plan = TrainPlan(Curriculum.build('efficienttrain'), full_size=224,
+                     max_epochs=300)
+
+    def rates(e2e_small):
+        return {(160, m, None): dict(loader=9e4, model=1000.,
+                                     end_to_end=e2e_small, switch_s=1.)
+                for m in (1, 3, 5)} | {
+            (192, 7, None): dict(loader=9e4, model=800., end_to_end=700.,
+                                 switch_s=1.),
+            (224, 9, None): dict(loader=9e4, model=600., end_to_end=500.,
+                                 switch_s=1.)}
+    honest = summarize(plan, rates(900.), images=1000)
+    assert honest['measured_speedup'] < honest['ceiling_speedup']
+    queue = summarize(plan, rates(1300.), images=1000)
+    assert queue['measured_speedup'] is None
+    assert 'above the model-only ceiling' in queue['invalid']
+
+
+def test_benchmark_curriculum_sets_swin_windows_as_training(tmp_path):
+    """Issue 21, item 2: a Swin ET config (here a narrow Swin) runs at
+    every B, its window following B as in training, and the report says
+    which parts of the fast step were on."""
+    out, config = tmp_path / 'bench.json', tmp_path / 'narrow_swin.py'
+    base = osp.join(ROOT, 'configs/efficienttrain/swin-tiny_et_16xb64_in1k.py')
+    config.write_text(
+        f'_base_ = [{base!r}]\n'
+        'model = dict(backbone=dict(arch=dict(embed_dims=16, depths=[1] * 4,'
+        ' num_heads=[1] * 4)), head=dict(in_channels=128, num_classes=10))\n')
+    res = subprocess.run(
+        [sys.executable, 'tools/benchmark_curriculum.py', str(config),
+         '--fake-data', '24', '--iters', '1', '--warmup', '1',
+         '--repeats', '1', '--out', str(out), '--cfg-options',
+         'train_dataloader.batch_size=4', 'train_dataloader.num_workers=1'],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rep = json.load(open(out))
+    assert [s['size'] for s in rep['stages']] == [160, 160, 160, 192, 224]
+    fast = rep['fast_step']
+    # merged groups (one per parameter before), no channels_last for a
+    # transformer on a CPU
+    assert fast['param_groups'] <= 4 and not fast['channels_last']
+    assert f"fast step: {fast['param_groups']} param groups" in res.stdout
