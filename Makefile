@@ -1,6 +1,8 @@
 # The two commands of the README. Both set up the stack's venv first
-# (idempotent). MMET_STACK picks the OpenMMLab stack: upstream (the default,
-# .venv) or onedl, the maintained fork (.venv-onedl).
+# (idempotent; it installs exactly requirements/lock-$(MMET_STACK).txt).
+# MMET_STACK picks the OpenMMLab stack: upstream (the default, .venv) or
+# onedl, the maintained fork (.venv-onedl). `make lock` refreshes the locks
+# of both stacks (docs/development.md, "Locks").
 MMET_STACK ?= upstream
 export MMET_STACK
 VENV_upstream := .venv
@@ -9,15 +11,16 @@ PY = $(VENV_$(MMET_STACK))/bin/python
 
 # The fork's CI subset (.ci/run; README "Tests"): the hook, the ET++ loop,
 # DDP, resume, the COCO transfer and every compat fix, with what the fork
-# changed (BatchRandAugment against its OpenCV 4, the tools' JSON). About
-# 10 of the suite's 26 minutes, so that CI keeps its margin.
+# changed (BatchRandAugment against its OpenCV 4, the tools' JSON) and the
+# check of its lock. About 10 of the suite's 26 minutes, so that CI keeps
+# its margin.
 ONEDL_CI_TESTS := $(addprefix tests/test_,$(addsuffix .py,\
 	compat checkpoint_safety faults hook etpp_loop distributed \
 	resume_curriculum replay_resume det_transfer batch_randaug configs \
 	etpp_configs transforms stages cli etpp_units adapt bad_inputs \
-	strict_checks swin etpp_messages))
+	strict_checks swin etpp_messages lock))
 
-.PHONY: setup demo test test-onedl-ci
+.PHONY: setup demo test test-onedl-ci lock
 setup:
 	bash tools/setup_env.sh
 
@@ -30,3 +33,6 @@ test: setup
 test-onedl-ci: MMET_STACK := onedl
 test-onedl-ci: setup
 	$(PY) -m pytest $(ONEDL_CI_TESTS) -q --timeout=900
+
+lock:
+	bash tools/refresh_locks.sh

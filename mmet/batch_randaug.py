@@ -129,12 +129,43 @@ class BatchRandAugment:
           (reflect-101) over the whole image, as mmcv does (PIL keeps the
           one-pixel border instead).
         - The grey image of ColorTransform and Contrast is OpenCV 5's
-          fixed-point BGR2GRAY, and the warps map pixels as OpenCV 5's
-          ``warpAffine`` does (float32 coordinates, nearest rounding half
-          to even); the bilinear and bicubic weights are grid_sample's,
-          which puts about one pixel in a few hundred one grey level off
-          cv2's. (OpenCV 4 rounded coordinates to 1/32 px and used other
-          grey weights: against it the results differ a little more.)
+          fixed-point BGR2GRAY, and the warps map pixels as OpenCV 5's own
+          ``warpAffine`` kernel does (float32 coordinates, nearest rounding
+          half to even); the bilinear and bicubic weights are
+          grid_sample's, which puts about one pixel in a few hundred one
+          grey level off cv2's.
+        - OpenCV versions checked, as mmpretrain runs them (mmcv's
+          ``imrotate``, ``imshear`` and ``imtranslate`` call
+          ``cv2.warpAffine`` on the ``uint8`` image with the policy's
+          interpolation and a constant fill; opencv-python(-headless)
+          wheels on x86-64):
+
+          * 5.0.0.93, locked on the upstream stack: as above, the nearest
+            warps and the point operations agree exactly.
+          * 5.1.0.95: its x86-64 wheels run ``warpAffine`` through Intel
+            IPP (OpenCV 5.1 enabled the IPP HAL's warps, PRs #29669 and
+            #29771). IPP's nearest neighbour rounds the source coordinate,
+            computed in double precision, half up, and counts a coordinate
+            of exactly ``size - 0.5`` as inside the image, where OpenCV's
+            own kernel (unchanged since 5.0) rounds the float32 coordinate
+            half to even. Only exact half-pixel ties differ, but by a whole
+            pixel: a half-pixel Translate, a Shear row whose offset lands
+            on ``k + 0.5`` (ShearH at level 2.5 on a 32 px image: 16
+            pixels, up to 239 grey levels). Bilinear: one value in 30 000
+            a level off; bicubic and the point operations are 5.0's. With
+            ``OPENCV_IPP=disabled``, or where the wheel has no IPP (e.g.
+            aarch64), 5.1 gives 5.0's results bit for bit: what an
+            mmpretrain user gets from 5.1 depends on the machine, not a new
+            definition of the warp, so the lock stays on 5.0.
+          * 4.12.0.88, locked on the fork's stack (its imaug needs
+            opencv < 4.13), and 4.14.0.94, which warps alike: fixed-point
+            warps. Nearest rounds coordinates on a 1/1024 px grid, half up
+            (ties go to the other neighbour than here, and the fill's edge
+            moves by a pixel); bilinear and bicubic sample on a 1/32 px grid
+            (up to 1/32 of the image's range off); other grey weights, and
+            a float32 ``addWeighted`` without fused multiply-add (Contrast,
+            Sharpness: a level off on <= 2.8 % of pixels).
+            ``tests/test_batch_randaug.py`` bounds each difference.
         - Grey batches (``C=1``) run every policy on the one channel;
           ColorTransform is then the identity, as it is on a grey image in
           mmcv.
@@ -622,7 +653,8 @@ def _warp_affine(x: torch.Tensor, matrix: torch.Tensor, mode: str,
     det = torch.where(det != 0, 1 / det, torch.zeros_like(det))
     m00, m01, m10, m11 = e * det, -b * det, -d * det, a * det
     m02, m12 = -m00 * c - m01 * f, -m10 * c - m11 * f
-    # OpenCV 5 maps each destination pixel in float32, as
+    # OpenCV 5's own kernel (not 5.1's IPP path; see BatchRandAugment)
+    # maps each destination pixel in float32, as
     # fma(float(m00), x, float(m01 * y + m02)): the float64 sum of the exact
     # product and the row term, rounded once to float32, is that fma.
     xs = torch.arange(w, dtype=torch.float64, device=x.device)

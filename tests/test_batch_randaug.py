@@ -19,9 +19,12 @@ NEGATABLE = ('Rotate', 'Shear', 'Translate', 'ColorTransform', 'Contrast',
 GEOMETRIC = ('Rotate', 'Shear', 'Translate')
 # mmpretrain's interpolation where neither the policy nor hparams name one
 DEFAULT_WARP = dict(Rotate='nearest', Shear='bicubic', Translate='nearest')
-# The expectations below are OpenCV 5's, which warps in floating point, as
-# grid_sample does. OpenCV 4 (on the fork's stack: its mmdet needs imaug,
-# which needs opencv < 4.13) warps in fixed point: it samples at source
+# The expectations below are OpenCV 5.0's (the upstream stack's lock), which
+# warps in floating point, as grid_sample does; 5.1's x86-64 wheels warp
+# through Intel IPP, which resolves nearest-neighbour ties otherwise
+# (BatchRandAugment's docstring; test_nearest_ties_as_the_locked_opencv).
+# OpenCV 4 (on the fork's stack: its mmdet needs imaug, which needs
+# opencv < 4.13) warps in fixed point: it samples at source
 # coordinates on a 1/32 px grid, which moves an interpolated value by up to
 # 1/32 of the image's range, and its nearest-neighbour warps resolve ties
 # to the neighbouring source pixel (``_assert_on_grid``). Its float32
@@ -145,7 +148,7 @@ def test_each_op_matches_mmpretrain(policy):
     agree exactly; the nearest-neighbour warps too. Bicubic and bilinear
     warps use grid_sample's weights, not cv2's: a few pixels in a thousand
     land one grey level off (measured: at most 1, on <= 1.3 % of pixels).
-    That is with OpenCV 5; OpenCV 4's differ (``OPENCV_5``).
+    That is with OpenCV 5.0; OpenCV 4's differ (``OPENCV_5``).
     """
     warps = [None]
     if policy['type'] in GEOMETRIC:
@@ -168,6 +171,29 @@ def test_each_op_matches_mmpretrain(policy):
                     assert diff.max() == 0, what
                 else:
                     assert (diff > 0).mean() <= 0.02, what
+
+
+def test_nearest_ties_as_the_locked_opencv():
+    """A half-pixel Translate puts every source column on a tie. Ours
+    rounds it half to even, as OpenCV 5.0's kernel does (0, 2, 2, 4, ...);
+    OpenCV 4 rounds half up (the other neighbour: ``_assert_on_grid``).
+    OpenCV 5.1's x86-64 wheels round half up through Intel IPP and fail
+    here: the lock keeps 5.0 (BatchRandAugment's docstring)."""
+    row = np.arange(8, dtype=np.uint8)
+    img = np.ascontiguousarray(np.broadcast_to(row[None, :, None], (4, 8, 3)))
+    policy = dict(type='Translate', magnitude=-1 / 16, prob=1.,
+                  random_negative_prob=0., interpolation='nearest')
+    # mmpretrain's Translate: offset = magnitude * width = -0.5 px
+    want = _reference(policy, 5, img[None], dict(pad_val=99))[0, 1, :, 0]
+    cv2_ties = [0, 2, 2, 4, 4, 6, 6, 99] if OPENCV_5 else \
+        [1, 2, 3, 4, 5, 6, 7, 99]
+    assert want.tolist() == cv2_ties, (
+        f'OpenCV {cv2.__version__} resolves nearest-warp ties otherwise '
+        'than the locked version does: BatchRandAugment no longer matches '
+        'it (tests/test_lock.py names the package off its pin)')
+    ours = BatchRandAugment([policy], 1, 5, 0, hparams=dict(pad_val=99))
+    got = ours(_to_tensor(img[None]))[0, 0, 1]
+    assert got.tolist() == [0, 2, 2, 4, 4, 6, 6, 99]
 
 
 def test_fixed_magnitude_policies_match_mmpretrain():
