@@ -162,3 +162,35 @@ def test_train_amp_without_a_gpu_fails_before_building(tmp_path):
     assert res.returncode != 0
     assert '--amp needs a CUDA (or NPU, MLU, MUSA) device' in res.stderr
     assert not glob.glob(str(tmp_path / '*' / '*.log'))  # no Runner built
+
+
+def test_test_py_refuses_an_out_it_cannot_write(mmpretrain_scope, tmp_path):
+    """Issue 22, item 7: ``--out m.txt`` ran the whole test, exited 0 and
+    wrote nothing; it is refused before anything is loaded, naming the
+    suffixes that work (and ``.json`` still writes the metrics)."""
+    import torch
+    from mmengine.config import Config
+    from mmpretrain.registry import MODELS
+    ckpt = tmp_path / 'untrained.pth'
+    model = MODELS.build(Config.fromfile(DEMO_ET).model)
+    torch.save(dict(meta=dict(epoch=0), state_dict=model.state_dict()), ckpt)
+
+    def test_py(out, work):
+        return subprocess.run(
+            [sys.executable, 'tools/test.py', DEMO_ET, str(ckpt), '--out',
+             str(out), '--work-dir', str(work), '--cfg-options',
+             f'test_dataloader.dataset.data_root={FMNIST}',
+             'test_dataloader.dataset.indices=100'],
+            cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+    txt = tmp_path / 'metrics.txt'
+    res = test_py(txt, tmp_path / 'txt')
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert f'--out {txt}: .txt is not a format test.py writes; end the ' \
+        'name with .json (the metrics) or .pkl (the raw predictions).' in \
+        res.stderr
+    assert not txt.exists() and not (tmp_path / 'txt').exists()
+    out = tmp_path / 'new' / 'metrics.json'  # its folder is made
+    res = test_py(out, tmp_path / 'json')
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert 'accuracy/top1' in json.loads(out.read_text())

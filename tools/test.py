@@ -3,7 +3,8 @@
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
         [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
 
-``--out`` dumps the metrics (``.json``) or the raw predictions (``.pkl``).
+``--out`` dumps the metrics (``.json``) or the raw predictions (``.pkl``);
+any other suffix is refused before anything is loaded.
 """
 import argparse
 import json
@@ -18,6 +19,9 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmet  # noqa: E402,F401
+
+# what --out writes, by suffix
+OUT_SUFFIXES = {'.json': 'the metrics', '.pkl': 'the raw predictions'}
 
 
 def parse_args():
@@ -35,6 +39,14 @@ def parse_args():
         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
+    if args.out is not None:
+        suffix = osp.splitext(args.out)[1]
+        if suffix not in OUT_SUFFIXES:
+            allowed = ' or '.join(f'{k} ({v})'
+                                  for k, v in OUT_SUFFIXES.items())
+            parser.error(
+                f'--out {args.out}: {suffix or "no suffix"} is not a format '
+                f'test.py writes; end the name with {allowed}.')
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 
@@ -51,7 +63,8 @@ def main():
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
-    if args.out and args.out.endswith('.pkl'):
+    suffix = osp.splitext(args.out or '')[1]
+    if suffix == '.pkl':
         cfg.test_evaluator = [cfg.test_evaluator] if isinstance(
             cfg.test_evaluator, dict) else list(cfg.test_evaluator)
         cfg.test_evaluator.append(dict(type='DumpResults',
@@ -59,7 +72,8 @@ def main():
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     metrics = runner.test()
-    if args.out and args.out.endswith('.json'):
+    if suffix == '.json':
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
             json.dump(metrics, f, indent=2)
 
