@@ -353,3 +353,40 @@ def test_tiny_search_end_to_end_and_resume(tmp_path):
     for t in report4['trials']:
         assert len(t['scores']) == 2
         assert t['score'] == pytest.approx(sum(t['scores']) / 2)
+
+
+@pytest.mark.usefixtures('fmnist')
+def test_out_never_replaces_the_config(tmp_path):
+    """Issue 22, item 2: ``--out CONFIG`` wrote a config that inherits
+    itself over the input (RecursionError at the next train). The input,
+    by any path to it, is refused even with --force, and an existing file
+    needs --force; all before any proxy trains."""
+    config = tmp_path / 'my_et.py'
+    text = f"_base_ = ['{DEMO_ET}']\n"
+    config.write_text(text)
+    link = tmp_path / 'link.py'
+    link.symlink_to(config)
+    other = tmp_path / 'other.py'
+    other.write_text('# keep me\n')
+    args = [config, '--work-dir', tmp_path / 'search', '--stages', '2',
+            '--bandwidths', '128', '224', '--magnitudes', '3',
+            '--proxy-epochs', '2', '--train-subset', '128', '--val-subset',
+            '100', '--batch-size', '64', '--workers', '0', '--tolerance',
+            '100', '--cfg-options',
+            f'train_dataloader.dataset.data_root={FMNIST}',
+            f'val_dataloader.dataset.data_root={FMNIST}']
+    for out, force in ((config, []), (link, ['--force']),
+                       (f'{tmp_path}/./my_et.py', ['--force'])):
+        res = run_tool(*args, '--out', out, *force)
+        assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+        assert f'the output {out} is the input config {config}: ' in \
+            res.stderr
+        assert 'training trial' not in res.stdout
+    assert config.read_text() == text and link.is_symlink()
+    res = run_tool(*args, '--out', other)
+    assert res.returncode == 2
+    assert f'{other} exists; pass --force to replace it' in res.stderr
+    assert other.read_text() == '# keep me\n'
+    assert not (tmp_path / 'search' / 'trials').exists()
+    res = run_tool(*args, '--out', other, '--force', '--dry-run')
+    assert res.returncode == 0, res.stderr[-2000:]
