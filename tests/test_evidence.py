@@ -202,3 +202,44 @@ def test_demo_on_a_small_folder_reports_the_class_prior(fmnist, tmp_path):
     # small data: batches of at most a tenth of the 100 images
     assert all(r['epochs'] == 2 for r in report)
     assert [s['size'] for s in report[1]['stages']] == [22, 22, 22, 28, 32]
+
+
+# small folders and bad inputs to the demo and the benchmark (issue 22) ------
+def image_folder(root, classes=('a', 'b'), train=16, val=8):
+    """``root/{train,val}/<class>/<i>.jpg``: ``train`` and ``val`` random
+    40 px JPEGs per class (32 train images by default)."""
+    import cv2
+    rng = np.random.default_rng(0)
+    for split, n in (('train', train), ('val', val)):
+        for c in classes:
+            folder = root / split / c
+            folder.mkdir(parents=True)
+            for i in range(n):
+                assert cv2.imwrite(str(folder / f'{i}.jpg'), rng.integers(
+                    0, 256, (40, 40, 3), dtype=np.uint8))
+    return root
+
+
+def run_demo(root, work, *flags):
+    return subprocess.run(
+        [sys.executable, 'tools/demo.py', '--data-root', str(root),
+         '--img-size', '32', '--work-dir', str(work), *flags],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
+def test_demo_trains_two_epochs_of_a_small_folder(tmp_path):
+    """Issue 22, item 11: the warm-up (0.2 of an epoch at 2 epochs) spans
+    no iteration of 4-iteration epochs; it is dropped, and said so, instead
+    of mmengine's "end should be larger than begin"."""
+    root = image_folder(tmp_path / 'data')
+    out = run_demo(root, tmp_path / 'work', '--epochs', '2')
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.load(open(tmp_path / 'work' / 'demo.json'))
+    assert [(r['method'], r['epochs']) for r in report][:2] == [
+        ('baseline', 2), ('efficienttrain', 2)]
+    assert [r['method'] for r in report][2:] == ['efficienttrain++',
+                                                 'equal-compute']
+    for method in ('baseline', 'efficienttrain'):
+        assert f'{method}: the LinearLR of epochs 0 to 0.2 spans no ' \
+            "iteration of this run's 4-iteration epochs: dropped" in \
+            out.stdout

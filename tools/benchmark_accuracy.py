@@ -162,15 +162,45 @@ def scale_schedulers(cfg: Config, factor: float) -> None:
     """Stretch the epoch-based param schedules by ``factor`` (in place).
 
     A scheduler shrunk to less than one iteration (a warm-up of a fraction
-    of a tiny epoch) is dropped.
+    of a tiny epoch) is dropped when the run starts
+    (:func:`drop_empty_schedulers`), where the epoch's length is known.
     """
-    from search_curriculum import _drop_empty_schedulers, _scale_schedulers
+    from search_curriculum import _scale_schedulers
     _scale_schedulers(cfg, factor)
-    indices = cfg.train_dataloader.dataset.get('indices')
-    if isinstance(indices, int):
-        epoch_length = math.ceil(indices / cfg.train_dataloader.batch_size)
-        cfg.param_scheduler = _drop_empty_schedulers(cfg.param_scheduler,
-                                                     epoch_length)
+
+
+def _scheduler_list(scheds) -> list:
+    """Every scheduler config, also of per-optimizer dicts."""
+    if isinstance(scheds, dict) and 'type' not in scheds:
+        return [s for v in scheds.values() for s in _scheduler_list(v)]
+    if isinstance(scheds, (list, tuple)):
+        return list(scheds)
+    return [scheds] if scheds else []
+
+
+def drop_empty_schedulers(runner, method: str, log=print) -> None:
+    """Drop the iteration-converted schedulers of an unbuilt Runner that
+    span no iteration of its epochs, saying which.
+
+    A warm-up of a fraction of an epoch, scaled to a few epochs of a small
+    data set, rounds to zero iterations, and mmengine refuses it ("end
+    should be larger than begin"). Any data set: the length of an epoch is
+    the train loader's.
+    """
+    from search_curriculum import _drop_empty_schedulers
+    scheds = runner.param_schedulers
+    if not scheds:
+        return
+    length = len(runner.train_loop.dataloader)
+    kept = _drop_empty_schedulers(scheds, length)
+    kept_ids = {id(s) for s in _scheduler_list(kept)}
+    for s in _scheduler_list(scheds):
+        if id(s) not in kept_ids:
+            log(f"{method}: the {s['type']} of epochs {s.get('begin', 0):g} "
+                f"to {s['end']:g} spans no iteration of this run's "
+                f'{length}-iteration epochs: dropped (more --epochs or '
+                'more images keep it)', flush=True)
+    runner.param_schedulers = kept
 
 
 def set_epochs(cfg: Config, epochs: int) -> None:
@@ -322,8 +352,13 @@ def fingerprint(cfg: Config) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def run_once(method: str, cfg: Config, seed: int, work_dir: str) -> dict:
-    """Train one method with one seed; the result as a plain dict."""
+def run_once(method: str, cfg: Config, seed: int, work_dir: str,
+             log=print) -> dict:
+    """Train one method with one seed; the result as a plain dict.
+
+    ``log`` gets what was changed to make it train (a scheduler that
+    spans no iteration, dropped).
+    """
     cfg = copy.deepcopy(cfg)
     cfg.work_dir = osp.join(work_dir, f'{method}-seed{seed}')
     cfg.randomness = dict(seed=seed, deterministic=False)
@@ -334,6 +369,7 @@ def run_once(method: str, cfg: Config, seed: int, work_dir: str) -> dict:
         type='CheckpointHook', interval=-1, save_last=False)
     cfg.log_level = 'WARNING'
     runner = Runner.from_cfg(cfg)
+    drop_empty_schedulers(runner, method, log)
     timer, metrics = TrainEpochTimer(), FinalMetrics()
     runner.register_hook(timer)
     runner.register_hook(metrics)
@@ -413,7 +449,7 @@ def cached_run(method: str, cfg: Config, seed: int, work_dir: str,
             log(f'{method} seed {seed}: cached ({path})')
             return cached
     log(f'{method} seed {seed}: training', flush=True)
-    result = run_once(method, cfg, seed, work_dir)
+    result = run_once(method, cfg, seed, work_dir, log)
     result['fingerprint'] = key
     os.makedirs(osp.dirname(path), exist_ok=True)
     tmp = path + '.tmp'
