@@ -3,6 +3,7 @@ import copy
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -243,3 +244,29 @@ def test_demo_trains_two_epochs_of_a_small_folder(tmp_path):
         assert f'{method}: the LinearLR of epochs 0 to 0.2 spans no ' \
             "iteration of this run's 4-iteration epochs: dropped" in \
             out.stdout
+
+
+def test_demo_shows_progress_and_eta_of_each_run(tmp_path):
+    """Issue 22, item 14: a line per epoch with the run's share done, the
+    time spent and the ETA; ET's share weighs its cheaper 22 px epochs."""
+    root = image_folder(tmp_path / 'data')
+    out = run_demo(root, tmp_path / 'work', '--epochs', '5',
+                   '--val-interval', '5', '--runs', 'baseline',
+                   'efficienttrain')
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [ln.strip() for ln in out.stdout.splitlines()]
+    base = [ln for ln in lines
+            if ln.startswith('baseline: epoch ') and 'val' not in ln]
+    assert [ln.split(', ')[:2] for ln in base] == [
+        [f'baseline: epoch {e}/5', f'{20 * e}% of the run']
+        for e in range(1, 6)]
+    duration = r'\d+ (s|min \d\d s)'
+    assert all(re.search(f', {duration} elapsed, ETA {duration}$', ln)
+               for ln in base), base
+    et = [ln.split(',')[1].strip() for ln in lines
+          if ln.startswith('efficienttrain: epoch ') and 'val' not in ln]
+    # (22/32)^2 = 0.47 for epochs 1-3, (28/32)^2 = 0.77 and 1: 3.18 in all
+    assert et == ['15% of the run', '30% of the run', '45% of the run',
+                  '69% of the run', '100% of the run']
+    assert sum(ln.startswith('efficienttrain: epoch 5 val top-1 ')
+               for ln in lines) == 1

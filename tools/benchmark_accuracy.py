@@ -352,12 +352,87 @@ def fingerprint(cfg: Config) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``1 h 02 min``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f'{seconds} s'
+    if seconds < 3600:
+        return f'{seconds // 60} min {seconds % 60:02d} s'
+    return f'{seconds // 3600} h {seconds // 60 % 60:02d} min'
+
+
+class Progress(Hook):
+    """A line per epoch (and at most every ``interval`` s within a long
+    one) with the run's elapsed wall time and its ETA, and the top-1 of
+    each validation.
+
+    The ETA weighs the epochs by their predicted cost (the pixels of their
+    curriculum stage, as in :func:`plan_of`), so the cheap low-resolution
+    epochs at the start of a curriculum do not make it look too short.
+    """
+
+    priority = 'LOWEST'
+
+    def __init__(self, name: str, log=print, interval: float = 60.0):
+        self.name, self.log, self.interval = name, log, interval
+        self.costs: Optional[List[float]] = None
+
+    def before_train(self, runner) -> None:
+        self.start = self.last = time.perf_counter()
+
+    def _epoch_costs(self, runner) -> List[float]:
+        epochs = runner.max_epochs
+        stages = plan_of(runner).get('stages') or []
+        costs = []
+        for e in range(epochs):
+            row = next((r for r in stages
+                        if r['start_epoch'] <= e < r['end_epoch']), None)
+            costs.append(row['relative_cost'] if row else 1.0)
+        return costs
+
+    def _report(self, runner, epoch: int, fraction: float) -> None:
+        """``fraction`` of epoch ``epoch`` (0-based) is done."""
+        if self.costs is None or len(self.costs) != runner.max_epochs:
+            self.costs = self._epoch_costs(runner)
+        done = sum(self.costs[:epoch]) + self.costs[epoch] * fraction
+        total = sum(self.costs)
+        now = time.perf_counter()
+        self.last = now
+        elapsed = now - self.start
+        where = (f'epoch {epoch + 1}/{runner.max_epochs}' if fraction >= 1
+                 else f'epoch {epoch + 1}/{runner.max_epochs} at '
+                 f'{fraction:.0%}')
+        eta = (_duration(elapsed * (total - done) / done) if done > 0
+               else '?')
+        self.log(f'  {self.name}: {where}, {done / total:.0%} of the run, '
+                 f'{_duration(elapsed)} elapsed, ETA {eta}', flush=True)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        if time.perf_counter() - self.last < self.interval:
+            return
+        length = len(runner.train_loop.dataloader)
+        if batch_idx + 1 < length:
+            self._report(runner, runner.epoch, (batch_idx + 1) / length)
+
+    def after_train_epoch(self, runner) -> None:
+        self._report(runner, runner.epoch, 1.0)  # 0-based until it ends
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        top1 = (metrics or {}).get('accuracy/top1')
+        if top1 is not None:
+            self.log(f'  {self.name}: epoch {runner.epoch} val top-1 '
+                     f'{top1:.2f}%', flush=True)
+
+
 def run_once(method: str, cfg: Config, seed: int, work_dir: str,
              log=print) -> dict:
     """Train one method with one seed; the result as a plain dict.
 
-    ``log`` gets what was changed to make it train (a scheduler that
-    spans no iteration, dropped).
+    ``log`` gets the run's progress (a line per epoch, with its ETA) and
+    what was changed to make it train (a scheduler that spans no
+    iteration, dropped).
     """
     cfg = copy.deepcopy(cfg)
     cfg.work_dir = osp.join(work_dir, f'{method}-seed{seed}')
@@ -373,6 +448,7 @@ def run_once(method: str, cfg: Config, seed: int, work_dir: str,
     timer, metrics = TrainEpochTimer(), FinalMetrics()
     runner.register_hook(timer)
     runner.register_hook(metrics)
+    runner.register_hook(Progress(method, log))
     start = time.perf_counter()
     runner.train()
     total = time.perf_counter() - start
