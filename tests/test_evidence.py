@@ -270,3 +270,30 @@ def test_demo_shows_progress_and_eta_of_each_run(tmp_path):
                   '69% of the run', '100% of the run']
     assert sum(ln.startswith('efficienttrain: epoch 5 val top-1 ')
                for ln in lines) == 1
+
+
+def test_benchmark_retrains_an_unreadable_cached_run(fmnist, tmp_path):
+    """Issue 22, item 12: an empty or truncated runs/*.json (a run killed
+    while writing it, a full disk) is named and trained again, instead of a
+    JSONDecodeError that names no file. The runs show their progress."""
+    runs = tmp_path / 'runs'
+    runs.mkdir()
+    empty, cut = runs / 'baseline-seed0.json', runs / 'baseline-seed1.json'
+    empty.write_text('')
+    cut.write_text('{"method": "baseline", "seed": 1, "top1": 9')
+    out = subprocess.run(
+        [sys.executable, 'tools/benchmark_accuracy.py', 'fmnist', '--seeds',
+         '2', '--methods', 'baseline', '--epochs', '1', '--train-subset',
+         '128', '--val-subset', '100', '--work-dir', str(tmp_path),
+         '--cfg-options', 'train_dataloader.batch_size=64',
+         f'train_dataloader.dataset.data_root={FMNIST}',
+         f'val_dataloader.dataset.data_root={FMNIST}'],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f'{empty} is empty; training that run again to replace it' in \
+        out.stdout
+    assert f'{cut} is not readable JSON (truncated?): ' in out.stdout
+    for seed, path in enumerate((empty, cut)):
+        assert json.loads(path.read_text())['seed'] == seed
+        assert f'baseline seed {seed}: training' in out.stdout
+    assert out.stdout.count('baseline: epoch 1/1, 100% of the run, ') == 2

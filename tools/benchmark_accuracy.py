@@ -512,18 +512,37 @@ def plan_of(runner) -> dict:
                 compute_epochs=epochs / speedup)
 
 
+def read_cached(path: str, log=print) -> Optional[dict]:
+    """The cached result at ``path``; None if there is none or it is
+    unreadable (empty, truncated by a killed run, not a result), which is
+    said in a line naming the file, so that the run trains again."""
+    if not osp.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            cached = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        problem = ('is empty' if osp.getsize(path) == 0 else
+                   f'is not readable JSON (truncated?): {e}')
+    else:
+        if isinstance(cached, dict) and 'top1' in cached:
+            return cached
+        problem = 'holds no run result'
+    log(f'{path} {problem}; training that run again to replace it',
+        flush=True)
+    return None
+
+
 def cached_run(method: str, cfg: Config, seed: int, work_dir: str,
                log=print) -> dict:
     """:func:`run_once`, or its cached result if the settings are the same.
     """
     key = fingerprint(cfg)
     path = osp.join(work_dir, 'runs', f'{method}-seed{seed}.json')
-    if osp.exists(path):
-        with open(path) as f:
-            cached = json.load(f)
-        if cached.get('fingerprint') == key:
-            log(f'{method} seed {seed}: cached ({path})')
-            return cached
+    cached = read_cached(path, log)
+    if cached is not None and cached.get('fingerprint') == key:
+        log(f'{method} seed {seed}: cached ({path})')
+        return cached
     log(f'{method} seed {seed}: training', flush=True)
     result = run_once(method, cfg, seed, work_dir, log)
     result['fingerprint'] = key
