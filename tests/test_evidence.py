@@ -228,6 +228,46 @@ def run_demo(root, work, *flags):
         cwd=ROOT, capture_output=True, text=True, timeout=900)
 
 
+def _empty_class(root):
+    for split in ('train', 'val'):  # only empty subfolders
+        (root / split / 'c' / 'scans').mkdir(parents=True)
+    return f"{root / 'train' / 'c'} holds no images (only empty " \
+        'subfolders): as a class it would be an output the classifier ' \
+        'never sees. Add its images, or remove the folder (and val/c).'
+
+
+def _one_class(root):
+    for split in ('train', 'val'):
+        for f in (root / split / 'b').iterdir():
+            f.rename(root / split / 'a' / f'b{f.name}')
+        (root / split / 'b').rmdir()
+    return f"{root / 'train'} holds one class with images (a): a " \
+        'classifier needs at least 2 classes.'
+
+
+def _truncated_jpeg(root):
+    bad = root / 'train' / 'b' / '3.jpg'
+    bad.write_bytes(bad.read_bytes()[:120])  # cut off in the header
+    return f'1 image(s) cannot be decoded (empty, truncated or not an ' \
+        f'image): {bad}. Replace or delete them.'
+
+
+@pytest.mark.parametrize('spoil', [_empty_class, _one_class,
+                                   _truncated_jpeg])
+def test_demo_refuses_a_bad_folder_before_training(spoil, tmp_path):
+    """Issue 22, items 6 and 13: a class folder without images (a head with
+    a class too many), a single class (100% top-1 for nothing) and an
+    undecodable JPEG (a raw data-worker traceback) are named at start."""
+    root = image_folder(tmp_path / 'data')
+    expected = spoil(root)
+    out = run_demo(root, tmp_path / 'work', '--epochs', '5', '--runs',
+                   'baseline')
+    assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
+    assert expected in out.stderr, out.stderr[-3000:]
+    assert 'Traceback' not in out.stderr
+    assert not (tmp_path / 'work' / 'warm-up').exists()  # nothing trained
+
+
 def test_demo_trains_two_epochs_of_a_small_folder(tmp_path):
     """Issue 22, item 11: the warm-up (0.2 of an epoch at 2 epochs) spans
     no iteration of 4-iteration epochs; it is dropped, and said so, instead
