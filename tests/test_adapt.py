@@ -182,7 +182,7 @@ PACK = dict(type='PackInputs')
      'RandAugment(magnitude_level=12, total_level=10), beyond its own '
      'scale'),  # ResNeSt's recipe
     ([RRC, dict(type='BEiTMaskGenerator', input_size=14,
-                      num_masking_patches=75), PACK], 'fourier',
+                num_masking_patches=75), PACK], 'fourier',
      'BEiTMaskGenerator draws its mask'),
 ])
 def test_refusals_name_the_transform_and_the_fix(pipeline, low_pass,

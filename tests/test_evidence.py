@@ -3,6 +3,7 @@ import copy
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -202,3 +203,137 @@ def test_demo_on_a_small_folder_reports_the_class_prior(fmnist, tmp_path):
     # small data: batches of at most a tenth of the 100 images
     assert all(r['epochs'] == 2 for r in report)
     assert [s['size'] for s in report[1]['stages']] == [22, 22, 22, 28, 32]
+
+
+# small folders and bad inputs to the demo and the benchmark (issue 22) ------
+def image_folder(root, classes=('a', 'b'), train=16, val=8):
+    """``root/{train,val}/<class>/<i>.jpg``: ``train`` and ``val`` random
+    40 px JPEGs per class (32 train images by default)."""
+    import cv2
+    rng = np.random.default_rng(0)
+    for split, n in (('train', train), ('val', val)):
+        for c in classes:
+            folder = root / split / c
+            folder.mkdir(parents=True)
+            for i in range(n):
+                assert cv2.imwrite(str(folder / f'{i}.jpg'), rng.integers(
+                    0, 256, (40, 40, 3), dtype=np.uint8))
+    return root
+
+
+def run_demo(root, work, *flags):
+    return subprocess.run(
+        [sys.executable, 'tools/demo.py', '--data-root', str(root),
+         '--img-size', '32', '--work-dir', str(work), *flags],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
+def _empty_class(root):
+    for split in ('train', 'val'):  # only empty subfolders
+        (root / split / 'c' / 'scans').mkdir(parents=True)
+    return f"{root / 'train' / 'c'} holds no images (only empty " \
+        'subfolders): as a class it would be an output the classifier ' \
+        'never sees. Add its images, or remove the folder (and val/c).'
+
+
+def _one_class(root):
+    for split in ('train', 'val'):
+        for f in (root / split / 'b').iterdir():
+            f.rename(root / split / 'a' / f'b{f.name}')
+        (root / split / 'b').rmdir()
+    return f"{root / 'train'} holds one class with images (a): a " \
+        'classifier needs at least 2 classes.'
+
+
+def _truncated_jpeg(root):
+    bad = root / 'train' / 'b' / '3.jpg'
+    bad.write_bytes(bad.read_bytes()[:120])  # cut off in the header
+    return f'1 image(s) cannot be decoded (empty, truncated or not an ' \
+        f'image): {bad}. Replace or delete them.'
+
+
+@pytest.mark.parametrize('spoil', [_empty_class, _one_class,
+                                   _truncated_jpeg])
+def test_demo_refuses_a_bad_folder_before_training(spoil, tmp_path):
+    """Issue 22, items 6 and 13: a class folder without images (a head with
+    a class too many), a single class (100% top-1 for nothing) and an
+    undecodable JPEG (a raw data-worker traceback) are named at start."""
+    root = image_folder(tmp_path / 'data')
+    expected = spoil(root)
+    out = run_demo(root, tmp_path / 'work', '--epochs', '5', '--runs',
+                   'baseline')
+    assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
+    assert expected in out.stderr, out.stderr[-3000:]
+    assert 'Traceback' not in out.stderr
+    assert not (tmp_path / 'work' / 'warm-up').exists()  # nothing trained
+
+
+def test_demo_trains_two_epochs_of_a_small_folder(tmp_path):
+    """Issue 22, item 11: the warm-up (0.2 of an epoch at 2 epochs) spans
+    no iteration of 4-iteration epochs; it is dropped, and said so, instead
+    of mmengine's "end should be larger than begin"."""
+    root = image_folder(tmp_path / 'data')
+    out = run_demo(root, tmp_path / 'work', '--epochs', '2')
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.load(open(tmp_path / 'work' / 'demo.json'))
+    assert [(r['method'], r['epochs']) for r in report][:2] == [
+        ('baseline', 2), ('efficienttrain', 2)]
+    assert [r['method'] for r in report][2:] == ['efficienttrain++',
+                                                 'equal-compute']
+    for method in ('baseline', 'efficienttrain'):
+        assert f'{method}: the LinearLR of epochs 0 to 0.2 spans no ' \
+            "iteration of this run's 4-iteration epochs: dropped" in \
+            out.stdout
+
+
+def test_demo_shows_progress_and_eta_of_each_run(tmp_path):
+    """Issue 22, item 14: a line per epoch with the run's share done, the
+    time spent and the ETA; ET's share weighs its cheaper 22 px epochs."""
+    root = image_folder(tmp_path / 'data')
+    out = run_demo(root, tmp_path / 'work', '--epochs', '5',
+                   '--val-interval', '5', '--runs', 'baseline',
+                   'efficienttrain')
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [ln.strip() for ln in out.stdout.splitlines()]
+    base = [ln for ln in lines
+            if ln.startswith('baseline: epoch ') and 'val' not in ln]
+    assert [ln.split(', ')[:2] for ln in base] == [
+        [f'baseline: epoch {e}/5', f'{20 * e}% of the run']
+        for e in range(1, 6)]
+    duration = r'\d+ (s|min \d\d s)'
+    assert all(re.search(f', {duration} elapsed, ETA {duration}$', ln)
+               for ln in base), base
+    et = [ln.split(',')[1].strip() for ln in lines
+          if ln.startswith('efficienttrain: epoch ') and 'val' not in ln]
+    # (22/32)^2 = 0.47 for epochs 1-3, (28/32)^2 = 0.77 and 1: 3.18 in all
+    assert et == ['15% of the run', '30% of the run', '45% of the run',
+                  '69% of the run', '100% of the run']
+    assert sum(ln.startswith('efficienttrain: epoch 5 val top-1 ')
+               for ln in lines) == 1
+
+
+def test_benchmark_retrains_an_unreadable_cached_run(fmnist, tmp_path):
+    """Issue 22, item 12: an empty or truncated runs/*.json (a run killed
+    while writing it, a full disk) is named and trained again, instead of a
+    JSONDecodeError that names no file. The runs show their progress."""
+    runs = tmp_path / 'runs'
+    runs.mkdir()
+    empty, cut = runs / 'baseline-seed0.json', runs / 'baseline-seed1.json'
+    empty.write_text('')
+    cut.write_text('{"method": "baseline", "seed": 1, "top1": 9')
+    out = subprocess.run(
+        [sys.executable, 'tools/benchmark_accuracy.py', 'fmnist', '--seeds',
+         '2', '--methods', 'baseline', '--epochs', '1', '--train-subset',
+         '128', '--val-subset', '100', '--work-dir', str(tmp_path),
+         '--cfg-options', 'train_dataloader.batch_size=64',
+         f'train_dataloader.dataset.data_root={FMNIST}',
+         f'val_dataloader.dataset.data_root={FMNIST}'],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f'{empty} is empty; training that run again to replace it' in \
+        out.stdout
+    assert f'{cut} is not readable JSON (truncated?): ' in out.stdout
+    for seed, path in enumerate((empty, cut)):
+        assert json.loads(path.read_text())['seed'] == seed
+        assert f'baseline seed {seed}: training' in out.stdout
+    assert out.stdout.count('baseline: epoch 1/1, 100% of the run, ') == 2

@@ -163,7 +163,7 @@ def test_resume_mid_stage_restores_the_buffer(uninterrupted, tmp_path):
 
 
 def test_the_checkpoint_holds_the_buffer_within_its_bound(uninterrupted,
-                                                         tmp_path):
+                                                          tmp_path):
     work, _ = uninterrupted
     ckpt = torch.load(osp.join(work, 'epoch_1.pth'), weights_only=False)
     state = ckpt['replay_buffer']
@@ -190,7 +190,7 @@ def test_the_checkpoint_holds_the_buffer_within_its_bound(uninterrupted,
 
 
 def test_load_from_without_resume_starts_a_fresh_buffer(uninterrupted,
-                                                       tmp_path):
+                                                        tmp_path):
     work, _ = uninterrupted
     runner = build_runner(etpp_cfg(
         tmp_path, load_from=osp.join(work, 'epoch_1.pth')))

@@ -39,8 +39,7 @@ def test_candidates_round_to_even_and_deduplicate():
     # pixel sizes map back exactly
     assert all(at_bandwidth(b, 10) == round(b * 10) for b in bws)
     rect = candidate_bandwidths([112, 224], full_size=(32, 64))
-    assert [at_bandwidth(b, (32, 64)) for b in rect] == [(16, 32),
-                                                             (32, 64)]
+    assert [at_bandwidth(b, (32, 64)) for b in rect] == [(16, 32), (32, 64)]
 
 
 @pytest.mark.parametrize('pixels', [[], [0], [-5], [300], [True]])
@@ -383,3 +382,40 @@ def test_a_stock_pipeline_is_searched_as_training_adapts_it(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads((work / 'search.json').read_text())
     assert report['trials_trained_now'] == 2
+
+
+@pytest.mark.usefixtures('fmnist')
+def test_out_never_replaces_the_config(tmp_path):
+    """Issue 22, item 2: ``--out CONFIG`` wrote a config that inherits
+    itself over the input (RecursionError at the next train). The input,
+    by any path to it, is refused even with --force, and an existing file
+    needs --force; all before any proxy trains."""
+    config = tmp_path / 'my_et.py'
+    text = f"_base_ = ['{DEMO_ET}']\n"
+    config.write_text(text)
+    link = tmp_path / 'link.py'
+    link.symlink_to(config)
+    other = tmp_path / 'other.py'
+    other.write_text('# keep me\n')
+    args = [config, '--work-dir', tmp_path / 'search', '--stages', '2',
+            '--bandwidths', '128', '224', '--magnitudes', '3',
+            '--proxy-epochs', '2', '--train-subset', '128', '--val-subset',
+            '100', '--batch-size', '64', '--workers', '0', '--tolerance',
+            '100', '--cfg-options',
+            f'train_dataloader.dataset.data_root={FMNIST}',
+            f'val_dataloader.dataset.data_root={FMNIST}']
+    for out, force in ((config, []), (link, ['--force']),
+                       (f'{tmp_path}/./my_et.py', ['--force'])):
+        res = run_tool(*args, '--out', out, *force)
+        assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+        assert f'the output {out} is the input config {config}: ' in \
+            res.stderr
+        assert 'training trial' not in res.stdout
+    assert config.read_text() == text and link.is_symlink()
+    res = run_tool(*args, '--out', other)
+    assert res.returncode == 2
+    assert f'{other} exists; pass --force to replace it' in res.stderr
+    assert other.read_text() == '# keep me\n'
+    assert not (tmp_path / 'search' / 'trials').exists()
+    res = run_tool(*args, '--out', other, '--force', '--dry-run')
+    assert res.returncode == 0, res.stderr[-2000:]

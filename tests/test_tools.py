@@ -139,7 +139,7 @@ def test_train_curriculum_flag_efficienttrain_pp(tmp_path):
     assert sizes[0] == '12' and sizes[-1] == '28' and '20' in sizes
     assert 'm=0' in epochs[0] and 'm=9' in epochs[-1]
     cfg = open(glob.glob(str(tmp_path / 'etpp' / '*' / 'vis_data' /
-                                  'config.py'))[0]).read()
+                             'config.py'))[0]).read()
     assert "type='EfficientTrainLoop'" in cfg and 'speedup=1.5' in cfg
     assert 'baseline_epochs=6' in cfg
 
@@ -266,3 +266,35 @@ def test_benchmark_curriculum_sets_swin_windows_as_training(tmp_path):
     # transformer on a CPU
     assert fast['param_groups'] <= 4 and not fast['channels_last']
     assert f"fast step: {fast['param_groups']} param groups" in res.stdout
+
+
+def test_test_py_refuses_an_out_it_cannot_write(mmpretrain_scope, tmp_path):
+    """Issue 22, item 7: ``--out m.txt`` ran the whole test, exited 0 and
+    wrote nothing; it is refused before anything is loaded, naming the
+    suffixes that work (and ``.json`` still writes the metrics)."""
+    import torch
+    from mmengine.config import Config
+    from mmpretrain.registry import MODELS
+    ckpt = tmp_path / 'untrained.pth'
+    model = MODELS.build(Config.fromfile(DEMO_ET).model)
+    torch.save(dict(meta=dict(epoch=0), state_dict=model.state_dict()), ckpt)
+
+    def test_py(out, work):
+        return subprocess.run(
+            [sys.executable, 'tools/test.py', DEMO_ET, str(ckpt), '--out',
+             str(out), '--work-dir', str(work), '--cfg-options',
+             f'test_dataloader.dataset.data_root={FMNIST}',
+             'test_dataloader.dataset.indices=100'],
+            cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+    txt = tmp_path / 'metrics.txt'
+    res = test_py(txt, tmp_path / 'txt')
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert f'--out {txt}: .txt is not a format test.py writes; end the ' \
+        'name with .json (the metrics) or .pkl (the raw predictions).' in \
+        res.stderr
+    assert not txt.exists() and not (tmp_path / 'txt').exists()
+    out = tmp_path / 'new' / 'metrics.json'  # its folder is made
+    res = test_py(out, tmp_path / 'json')
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert 'accuracy/top1' in json.loads(out.read_text())

@@ -34,10 +34,11 @@ Presets: ``fmnist`` (default) is the demo at its regime: the crop-and-flip
 recipe batched in the trainer (``configs/demo/fmnist_resnet_cropflip_*.py``);
 ``fmnist-per-sample`` the same recipe augmented per sample in the data
 workers; ``fmnist-randaug`` and ``fmnist-randaug-per-sample`` the recipe with
-RandAugment (m = 9, which ET ramps 1, 3, 5, 7, 9) on either path
-(``configs/demo/fmnist_resnet_{baseline,et}{,_batchaug}.py``). A CONFIG is a baseline config whose
-train pipeline the curriculum can drive; the curricula are added to it as
-``tools/train.py --curriculum`` adds them.
+RandAugment (m = 9, which ET ramps 1, 3, 5, 7, 9) on either
+path (``configs/demo/fmnist_resnet_{baseline,et}{,_batchaug}.py``).
+A CONFIG is a baseline config whose train pipeline the curriculum can
+drive; the curricula are added to it as ``tools/train.py --curriculum``
+adds them.
 """
 import argparse
 import copy
@@ -167,16 +168,45 @@ def scale_schedulers(cfg: Config, factor: float) -> None:
     """Stretch the epoch-based param schedules by ``factor`` (in place).
 
     A scheduler shrunk to less than one iteration (a warm-up of a fraction
-    of a tiny epoch) is dropped.
+    of a tiny epoch) is dropped when the run starts
+    (:func:`drop_empty_schedulers`), where the epoch's length is known.
     """
-    from search_curriculum import _drop_empty_schedulers
     if cfg.get('param_scheduler'):
         cfg.param_scheduler = scale_schedule(cfg.param_scheduler, factor)
-    indices = cfg.train_dataloader.dataset.get('indices')
-    if isinstance(indices, int):
-        epoch_length = math.ceil(indices / cfg.train_dataloader.batch_size)
-        cfg.param_scheduler = _drop_empty_schedulers(cfg.param_scheduler,
-                                                     epoch_length)
+
+
+def _scheduler_list(scheds) -> list:
+    """Every scheduler config, also of per-optimizer dicts."""
+    if isinstance(scheds, dict) and 'type' not in scheds:
+        return [s for v in scheds.values() for s in _scheduler_list(v)]
+    if isinstance(scheds, (list, tuple)):
+        return list(scheds)
+    return [scheds] if scheds else []
+
+
+def drop_empty_schedulers(runner, method: str, log=print) -> None:
+    """Drop the iteration-converted schedulers of an unbuilt Runner that
+    span no iteration of its epochs, saying which.
+
+    A warm-up of a fraction of an epoch, scaled to a few epochs of a small
+    data set, rounds to zero iterations, and mmengine refuses it ("end
+    should be larger than begin"). Any data set: the length of an epoch is
+    the train loader's.
+    """
+    from search_curriculum import _drop_empty_schedulers
+    scheds = runner.param_schedulers
+    if not scheds:
+        return
+    length = len(runner.train_loop.dataloader)
+    kept = _drop_empty_schedulers(scheds, length)
+    kept_ids = {id(s) for s in _scheduler_list(kept)}
+    for s in _scheduler_list(scheds):
+        if id(s) not in kept_ids:
+            log(f"{method}: the {s['type']} of epochs {s.get('begin', 0):g} "
+                f"to {s['end']:g} spans no iteration of this run's "
+                f'{length}-iteration epochs: dropped (more --epochs or '
+                'more images keep it)', flush=True)
+    runner.param_schedulers = kept
 
 
 def set_epochs(cfg: Config, epochs: int) -> None:
@@ -320,8 +350,88 @@ def fingerprint(cfg: Config) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def run_once(method: str, cfg: Config, seed: int, work_dir: str) -> dict:
-    """Train one method with one seed; the result as a plain dict."""
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``1 h 02 min``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f'{seconds} s'
+    if seconds < 3600:
+        return f'{seconds // 60} min {seconds % 60:02d} s'
+    return f'{seconds // 3600} h {seconds // 60 % 60:02d} min'
+
+
+class Progress(Hook):
+    """A line per epoch (and at most every ``interval`` s within a long
+    one) with the run's elapsed wall time and its ETA, and the top-1 of
+    each validation.
+
+    The ETA weighs the epochs by their predicted cost (the pixels of their
+    curriculum stage, as in :func:`plan_of`), so the cheap low-resolution
+    epochs at the start of a curriculum do not make it look too short.
+    """
+
+    priority = 'LOWEST'
+
+    def __init__(self, name: str, log=print, interval: float = 60.0):
+        self.name, self.log, self.interval = name, log, interval
+        self.costs: Optional[List[float]] = None
+
+    def before_train(self, runner) -> None:
+        self.start = self.last = time.perf_counter()
+
+    def _epoch_costs(self, runner) -> List[float]:
+        epochs = runner.max_epochs
+        stages = plan_of(runner).get('stages') or []
+        costs = []
+        for e in range(epochs):
+            row = next((r for r in stages
+                        if r['start_epoch'] <= e < r['end_epoch']), None)
+            costs.append(row['relative_cost'] if row else 1.0)
+        return costs
+
+    def _report(self, runner, epoch: int, fraction: float) -> None:
+        """``fraction`` of epoch ``epoch`` (0-based) is done."""
+        if self.costs is None or len(self.costs) != runner.max_epochs:
+            self.costs = self._epoch_costs(runner)
+        done = sum(self.costs[:epoch]) + self.costs[epoch] * fraction
+        total = sum(self.costs)
+        now = time.perf_counter()
+        self.last = now
+        elapsed = now - self.start
+        where = (f'epoch {epoch + 1}/{runner.max_epochs}' if fraction >= 1
+                 else f'epoch {epoch + 1}/{runner.max_epochs} at '
+                 f'{fraction:.0%}')
+        eta = (_duration(elapsed * (total - done) / done) if done > 0
+               else '?')
+        self.log(f'  {self.name}: {where}, {done / total:.0%} of the run, '
+                 f'{_duration(elapsed)} elapsed, ETA {eta}', flush=True)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        if time.perf_counter() - self.last < self.interval:
+            return
+        length = len(runner.train_loop.dataloader)
+        if batch_idx + 1 < length:
+            self._report(runner, runner.epoch, (batch_idx + 1) / length)
+
+    def after_train_epoch(self, runner) -> None:
+        self._report(runner, runner.epoch, 1.0)  # 0-based until it ends
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        top1 = (metrics or {}).get('accuracy/top1')
+        if top1 is not None:
+            self.log(f'  {self.name}: epoch {runner.epoch} val top-1 '
+                     f'{top1:.2f}%', flush=True)
+
+
+def run_once(method: str, cfg: Config, seed: int, work_dir: str,
+             log=print) -> dict:
+    """Train one method with one seed; the result as a plain dict.
+
+    ``log`` gets the run's progress (a line per epoch, with its ETA) and
+    what was changed to make it train (a scheduler that spans no
+    iteration, dropped).
+    """
     cfg = copy.deepcopy(cfg)
     cfg.work_dir = osp.join(work_dir, f'{method}-seed{seed}')
     cfg.randomness = dict(seed=seed, deterministic=False)
@@ -332,9 +442,11 @@ def run_once(method: str, cfg: Config, seed: int, work_dir: str) -> dict:
         type='CheckpointHook', interval=-1, save_last=False)
     cfg.log_level = 'WARNING'
     runner = Runner.from_cfg(cfg)
+    drop_empty_schedulers(runner, method, log)
     timer, metrics = TrainEpochTimer(), FinalMetrics()
     runner.register_hook(timer)
     runner.register_hook(metrics)
+    runner.register_hook(Progress(method, log))
     start = time.perf_counter()
     runner.train()
     total = time.perf_counter() - start
@@ -393,20 +505,39 @@ def plan_of(runner) -> dict:
                 stages=plan.table(), compute_epochs=plan.compute_epochs())
 
 
+def read_cached(path: str, log=print) -> Optional[dict]:
+    """The cached result at ``path``; None if there is none or it is
+    unreadable (empty, truncated by a killed run, not a result), which is
+    said in a line naming the file, so that the run trains again."""
+    if not osp.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            cached = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        problem = ('is empty' if osp.getsize(path) == 0 else
+                   f'is not readable JSON (truncated?): {e}')
+    else:
+        if isinstance(cached, dict) and 'top1' in cached:
+            return cached
+        problem = 'holds no run result'
+    log(f'{path} {problem}; training that run again to replace it',
+        flush=True)
+    return None
+
+
 def cached_run(method: str, cfg: Config, seed: int, work_dir: str,
                log=print) -> dict:
     """:func:`run_once`, or its cached result if the settings are the same.
     """
     key = fingerprint(cfg)
     path = osp.join(work_dir, 'runs', f'{method}-seed{seed}.json')
-    if osp.exists(path):
-        with open(path) as f:
-            cached = json.load(f)
-        if cached.get('fingerprint') == key:
-            log(f'{method} seed {seed}: cached ({path})')
-            return cached
+    cached = read_cached(path, log)
+    if cached is not None and cached.get('fingerprint') == key:
+        log(f'{method} seed {seed}: cached ({path})')
+        return cached
     log(f'{method} seed {seed}: training', flush=True)
-    result = run_once(method, cfg, seed, work_dir)
+    result = run_once(method, cfg, seed, work_dir, log)
     result['fingerprint'] = key
     os.makedirs(osp.dirname(path), exist_ok=True)
     tmp = path + '.tmp'

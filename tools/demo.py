@@ -33,6 +33,11 @@ An ImageNet-style folder holds ``train/<class>/*`` and ``val/<class>/*``;
 it trains at ``--img-size`` on the per-sample path with the same recipe
 (random-resized crop and flip, no RandAugment) and, for a small data set,
 at least 600 optimizer steps in batches of at most a tenth of the data.
+It is checked before anything trains: a class folder without images, fewer
+than two classes, ``val/`` with other class folders than ``train/`` and an
+image that OpenCV cannot decode are refused, naming the folder or file.
+
+Each run prints a line per epoch with its share done and its ETA.
 """
 import argparse
 import math
@@ -52,6 +57,8 @@ from benchmark_accuracy import (DEMO_EPOCHS, DEMO_TRAIN_SUBSET,  # noqa: E402
 DEFAULT_RUNS = ['baseline', 'efficienttrain', 'efficienttrain++',
                 'equal-compute']
 PRESETS = {'batched': 'fmnist', 'per-sample': 'fmnist-per-sample'}
+# what mmpretrain's CustomDataset reads by default
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif')
 # small data sets: at least this many optimizer steps, in batches of at most
 # a tenth of the data (the 10 epochs of a Fashion-MNIST subset are 1250)
 FOLDER_MIN_STEPS = 600
@@ -96,15 +103,125 @@ def is_fashion_mnist(root: str) -> bool:
     return osp.exists(osp.join(root, 'train-images-idx3-ubyte'))
 
 
-def count_images(root: str) -> int:
-    """Files under ``root/train`` (one image each in an ImageNet folder)."""
-    return sum(len(files) for _, _, files in os.walk(osp.join(root, 'train')))
+def split_images(split: str) -> dict:
+    """Per class folder of ``split`` (``root/train``), the image files in
+    it, as mmpretrain's ``CustomDataset`` finds them (its own listing)."""
+    from mmpretrain.datasets.custom import find_folders, get_samples
+    classes, index = find_folders(split)
+    samples, _ = get_samples(
+        split, index, lambda f: f.lower().endswith(IMAGE_EXTENSIONS))
+    images = {c: [] for c in classes}
+    for path, label in samples:
+        images[classes[label]].append(osp.join(split, path))
+    return images
 
 
-def folder_config(cfg: Config, root: str, size: int) -> None:
+def _what_is_in(folder: str) -> str:
+    """What an image-less class folder holds, for the error."""
+    files = [f for _, _, fs in os.walk(folder) for f in fs]
+    subs = [d for _, ds, _ in os.walk(folder) for d in ds]
+    if files:
+        return (f'{len(files)} file(s), none ending in '
+                f'{", ".join(IMAGE_EXTENSIONS)}')
+    return 'only empty subfolders' if subs else 'nothing'
+
+
+def check_folder(root: str) -> dict:
+    """Check an ImageNet-style folder before anything trains.
+
+    Returns:
+        dict: ``classes`` (the train class folders, sorted), ``train`` and
+        ``val`` (the image files of each split).
+
+    Raises:
+        SystemExit: naming every problem found and its fix: no ``val/``, a
+        class folder without images, fewer than 2 classes, or ``val/`` with
+        other class folders than ``train/`` (its labels would not match).
+    """
+    train, val = osp.join(root, 'train'), osp.join(root, 'val')
+    if not osp.isdir(val):
+        raise SystemExit(
+            f'error: {root} has train/ but no val/: the demo scores each '
+            f'run on {val}/<class>/. Add val/ with the class folders of '
+            'train/.')
+    by_class = split_images(train)
+    problems = []
+    for c, files in by_class.items():
+        if not files:
+            problems.append(
+                f'{osp.join(train, c)} holds no images '
+                f'({_what_is_in(osp.join(train, c))}): as a class it would '
+                'be an output the classifier never sees. Add its images, '
+                f'or remove the folder (and val/{c}).')
+    classes = [c for c, files in by_class.items() if files]
+    if len(classes) < 2:
+        found = (f'one class with images ({classes[0]})' if classes
+                 else 'no class folder with images')
+        problems.append(
+            f'{train} holds {found}: a classifier needs at least 2 classes. '
+            'Put the images of each class in train/<class>/ and '
+            'val/<class>/.')
+    val_by_class = split_images(val)
+    only_train = sorted(set(by_class) - set(val_by_class))
+    only_val = sorted(set(val_by_class) - set(by_class))
+    if only_train or only_val:
+        problems.append(
+            'val/ and train/ have other class folders (only in train/: '
+            f'{only_train or "none"}; only in val/: {only_val or "none"}), '
+            'and val/ labels its images by its own folders. Give val/ the '
+            'class folders of train/.')
+    val_files = [f for files in val_by_class.values() for f in files]
+    if not val_files:
+        problems.append(
+            f'{val} holds no images ({", ".join(IMAGE_EXTENSIONS)}) to '
+            'score the runs on. Add images to val/<class>/.')
+    if problems:
+        raise SystemExit('error: ' + '\nerror: '.join(problems))
+    return dict(classes=sorted(by_class),
+                train=[f for c in sorted(by_class) for f in by_class[c]],
+                val=val_files)
+
+
+def undecodable(paths) -> list:
+    """The images that OpenCV, the pipeline's decoder, cannot decode (empty,
+    cut off in the header, not an image). A JPEG reduced 8x in the decoder
+    costs a fraction of a full decode and fails the same way."""
+    import cv2
+    import numpy as np
+    bad = []
+    for path in paths:
+        try:
+            buf = np.fromfile(path, np.uint8)
+            ok = buf.size > 0 and cv2.imdecode(
+                buf, cv2.IMREAD_REDUCED_COLOR_8) is not None
+        except (OSError, cv2.error):
+            ok = False
+        if not ok:
+            bad.append(path)
+    return bad
+
+
+def check_images(found: dict) -> None:
+    """Decode every image of the folder once, before anything trains, so a
+    broken file is named up front instead of failing a data worker later.
+    """
+    import time
+    paths = found['train'] + found['val']
+    print(f'checking the {len(paths)} images ...', flush=True)
+    start = time.perf_counter()
+    bad = undecodable(paths)
+    if bad:
+        more = f' and {len(bad) - 3} more' if len(bad) > 3 else ''
+        raise SystemExit(
+            f'error: {len(bad)} image(s) cannot be decoded (empty, '
+            f'truncated or not an image): {", ".join(bad[:3])}{more}. '
+            'Replace or delete them.')
+    print(f'checked the {len(paths)} images in '
+          f'{time.perf_counter() - start:.1f} s', flush=True)
+
+
+def folder_config(cfg: Config, root: str, size: int, classes) -> None:
     """Point a per-sample demo config at an ImageNet-style folder."""
-    classes = sorted(d for d in os.listdir(osp.join(root, 'train'))
-                     if osp.isdir(osp.join(root, 'train', d)))
     cfg.model.backbone.in_channels = 3
     cfg.model.head.num_classes = len(classes)
     cfg.data_preprocessor = dict(
@@ -158,7 +275,9 @@ def build_configs(args) -> dict:
                               args.val_subset)
     else:
         # a small folder: enough optimizer steps, in small batches
-        n_train = count_images(args.data_root)
+        found = check_folder(args.data_root)
+        check_images(found)
+        n_train = len(found['train'])
         batch = max(8, min(args.batch_size, n_train // 10))
         if args.epochs is None:
             epochs = max(DEMO_EPOCHS, math.ceil(FOLDER_MIN_STEPS * batch /
@@ -167,7 +286,8 @@ def build_configs(args) -> dict:
         cfgs = method_configs(PRESETS[args.data_path], args.runs, epochs,
                               1.5, options)
         for cfg in cfgs.values():
-            folder_config(cfg, args.data_root, args.img_size)
+            folder_config(cfg, args.data_root, args.img_size,
+                          found['classes'])
             # the demo's SGD 0.1 is for batches of 128
             cfg.optim_wrapper.optimizer.lr *= batch / 128
     for cfg in cfgs.values():

@@ -21,6 +21,11 @@ CONFIG and sets the found curriculum: train it with tools/train.py),
 stored in ``trials/<key>.json``, keyed by a hash of the whole proxy config
 and schedule, so re-running the same command resumes where it stopped, and
 changed settings never reuse stale trials.
+
+The output config is never CONFIG itself (nor a link to it: the new file
+inherits CONFIG, so it would inherit itself), and an existing ``--out`` is
+only replaced with ``--force``; the default output in the work dir is the
+search's own and is replaced by a rerun.
 """
 import argparse
 import copy
@@ -58,7 +63,10 @@ def parse_args(argv=None):
         'work_dirs/search/<config name>)')
     parser.add_argument(
         '--out', help='the curriculum config to write (default: '
-        'WORK_DIR/searched_curriculum.py)')
+        'WORK_DIR/searched_curriculum.py); never CONFIG itself')
+    parser.add_argument(
+        '--force', action='store_true',
+        help='replace an existing --out file (never CONFIG)')
     g = parser.add_argument_group('search space')
     g.add_argument('--stages', type=int, default=5,
                    help='number of equal stages; the last is full size')
@@ -124,6 +132,38 @@ def parse_args(argv=None):
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, key=value (as in tools/train.py)')
     return parser.parse_args(argv)
+
+
+def check_output(config: str, out: str, force: bool = False,
+                 own: bool = False) -> None:
+    """Refuse an output config that would destroy CONFIG or another file.
+
+    Args:
+        config (str): The input config.
+        out (str): The curriculum config to write.
+        force (bool): Replace an existing ``out`` (never ``config``).
+        own (bool): ``out`` is the default output in the work dir, which a
+            rerun of the search replaces.
+
+    Raises:
+        SearchError: ``out`` is ``config`` (the same file under another
+            name, through a symlink or a hard link), or exists and neither
+            ``force`` nor ``own`` is set.
+    """
+    if osp.exists(out) and osp.exists(config) and osp.samefile(config, out):
+        raise SearchError(
+            f'the output {out} is the input config {config}: the searched '
+            'config inherits its input (_base_), so writing it there would '
+            'replace your config with one that inherits itself. Give '
+            'another --out path.')
+    if osp.isdir(out):
+        raise SearchError(
+            f'--out {out} is a directory; give the path of the config file '
+            f'to write, e.g. {osp.join(out, "searched_curriculum.py")}.')
+    if osp.exists(out) and not (force or own):
+        raise SearchError(
+            f'{out} exists; pass --force to replace it, or give another '
+            '--out path.')
 
 
 # config inspection ---------------------------------------------------------
@@ -549,14 +589,16 @@ def main(argv=None) -> int:
         if args.tolerance is None or not args.tolerance >= 0:
             raise SearchError(
                 f'--tolerance must be >= 0, got {args.tolerance}.')
+        work_dir = args.work_dir or osp.join(
+            'work_dirs', 'search',
+            osp.splitext(osp.basename(args.config))[0])
+        out = args.out or osp.join(work_dir, 'searched_curriculum.py')
+        check_output(args.config, out, args.force, own=args.out is None)
     except SearchError as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     epochs = args.epochs or cfg.train_cfg.max_epochs
     full = space.full_size
-    work_dir = args.work_dir or osp.join(
-        'work_dirs', 'search', osp.splitext(osp.basename(args.config))[0])
-    out = args.out or osp.join(work_dir, 'searched_curriculum.py')
     print(f'full size {full}; candidate B '
           f'{[at_bandwidth(b, full) for b in space.bandwidths]} px; '
           f'magnitudes per stage {[list(m) for m in space.magnitudes]}; '

@@ -3,10 +3,10 @@
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
         [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
 
-``--out`` dumps the metrics (``.json``) or the raw predictions (``.pkl``).
-The checkpoint loads weights-only with mmet's allow-list
-(:func:`mmet.checkpoint.safe_loading`); ``--unsafe-load`` unpickles fully, for
-a file you trust.
+``--out`` dumps the metrics (``.json``) or the raw predictions (``.pkl``);
+any other suffix is refused before anything is loaded. The checkpoint loads
+weights-only with mmet's allow-list (:func:`mmet.checkpoint.safe_loading`);
+``--unsafe-load`` unpickles fully, for a file you trust.
 """
 import argparse
 import json
@@ -23,6 +23,9 @@ from mmengine.runner import Runner  # noqa: E402
 import mmet  # noqa: E402,F401
 from mmet.checkpoint import check_checkpoint_file, safe_loading  # noqa: E402
 from mmet.distributed import setup_cpu_ddp  # noqa: E402
+
+# what --out writes, by suffix
+OUT_SUFFIXES = {'.json': 'the metrics', '.pkl': 'the raw predictions'}
 
 
 def parse_args():
@@ -44,6 +47,14 @@ def parse_args():
         'unpickling, which can run code: only for files you trust')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
+    if args.out is not None:
+        suffix = osp.splitext(args.out)[1]
+        if suffix not in OUT_SUFFIXES:
+            allowed = ' or '.join(f'{k} ({v})'
+                                  for k, v in OUT_SUFFIXES.items())
+            parser.error(
+                f'--out {args.out}: {suffix or "no suffix"} is not a format '
+                f'test.py writes; end the name with {allowed}.')
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 
@@ -66,7 +77,8 @@ def main():
         raise SystemExit(f'tools/test.py: error: {e}') from None
     safe_loading(allow_unsafe=args.unsafe_load)
     setup_cpu_ddp(cfg, args.launcher)
-    if args.out and args.out.endswith('.pkl'):
+    suffix = osp.splitext(args.out or '')[1]
+    if suffix == '.pkl':
         cfg.test_evaluator = [cfg.test_evaluator] if isinstance(
             cfg.test_evaluator, dict) else list(cfg.test_evaluator)
         cfg.test_evaluator.append(dict(type='DumpResults',
@@ -74,7 +86,8 @@ def main():
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     metrics = runner.test()
-    if args.out and args.out.endswith('.json'):
+    if suffix == '.json':
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
             json.dump(metrics, f, indent=2)
 
