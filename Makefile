@@ -9,7 +9,7 @@ VENV_upstream := .venv
 VENV_onedl := .venv-onedl
 PY = $(VENV_$(MMET_STACK))/bin/python
 
-# The fork's CI subset (.ci/run; README "Tests"): the hook, the ET++ loop,
+# The fork's CI subset (.ci/run; docs/development.md "CI"): the hook, the ET++ loop,
 # DDP, resume, the COCO transfer and every compat fix, with what the fork
 # changed (BatchRandAugment against its OpenCV 4, the tools' JSON) and the
 # check of its lock. About 10 of the suite's 26 minutes, so that CI keeps

@@ -29,6 +29,7 @@ cause and the fix. One line turns it on in any config::
 
     default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
 """
+import builtins
 import os
 import os.path as osp
 import pickle
@@ -84,6 +85,18 @@ def _unsafe_allowed(allow_unsafe: bool) -> bool:
     return allow_unsafe or os.environ.get(UNSAFE_ENV, '') not in ('', '0')
 
 
+def _refused_global(error: Exception) -> str:
+    """The qualified name of the global that torch's weights-only
+    unpickler refused (torch names a builtin bare, e.g. ``exec``)."""
+    found = re.search(r'GLOBAL (\S+)', str(error))
+    if not found:
+        return 'objects'
+    name = found.group(1)
+    if '.' not in name and hasattr(builtins, name):
+        name = f'builtins.{name}'
+    return name
+
+
 def load_safely(file, map_location=None, allow_unsafe: bool = False,
                 **kwargs):
     """``torch.load`` with ``weights_only=True`` and :data:`SAFE_GLOBALS`.
@@ -106,8 +119,7 @@ def load_safely(file, map_location=None, allow_unsafe: bool = False,
                       logger='current', level=30)
             return torch.load(file, map_location=map_location,
                               weights_only=False, **kwargs)
-        found = re.search(r'GLOBAL (\S+)', str(error))
-        what = f' {found.group(1)}' if found else ' objects'
+        what = f' {_refused_global(error)}'
         raise UnsafeCheckpointError(
             f'{where} holds{what} beyond the tensors, numbers and containers '
             "of mmengine's, mmpretrain's and mmet's checkpoints, so it was "

@@ -284,6 +284,17 @@ def _plain(obj, path='meta'):
 _DROP = object()
 
 
+def _without_resume_state(meta: dict) -> dict:
+    """``meta`` without the trainer's random state that mmet keeps for an
+    exact resume (``meta.efficienttrain.random_state``): a backbone file
+    resumes no training, and the state's tensors are no metadata."""
+    et = meta.get('efficienttrain')
+    if not isinstance(et, dict) or 'random_state' not in et:
+        return meta
+    return dict(meta, efficienttrain={k: v for k, v in et.items()
+                                      if k != 'random_state'})
+
+
 def _sha256(path):
     h = hashlib.sha256()
     with open(path, 'rb') as f:
@@ -317,7 +328,8 @@ def extract(src, out, arch='auto', ema=False, quiet=False, force=False,
     ref = check_backbone(bb, arch, src)
 
     meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
-    meta = _plain(meta) if isinstance(meta, dict) else {}
+    meta = _plain(_without_resume_state(meta)) if isinstance(meta, dict) \
+        else {}
     meta['backbone'] = dict(
         arch=arch, mmpretrain=dict(ARCHS[arch][0]), ema=bool(ema),
         weights=which, source=osp.abspath(src) if osp.isfile(src) else src,

@@ -21,7 +21,8 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmet  # noqa: E402,F401
-from mmet.checkpoint import check_checkpoint_file, safe_loading  # noqa: E402
+from mmet.checkpoint import (UnsafeCheckpointError,  # noqa: E402
+                             check_checkpoint_file, safe_loading)
 from mmet.distributed import setup_cpu_ddp  # noqa: E402
 
 # what --out writes, by suffix
@@ -85,7 +86,10 @@ def main():
                                        out_file_path=args.out))
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
-    metrics = runner.test()
+    try:
+        metrics = runner.test()
+    except UnsafeCheckpointError as e:
+        raise SystemExit(f'tools/test.py: error: {e}') from None
     if suffix == '.json':
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:

@@ -31,7 +31,8 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmet  # noqa: E402,F401
-from mmet.checkpoint import (check_checkpoint_file, check_resume,  # noqa
+from mmet.checkpoint import (UnsafeCheckpointError,  # noqa: E402
+                             check_checkpoint_file, check_resume,
                              safe_loading)
 from mmet.cli import (add_curriculum_args, apply_curriculum_args,  # noqa
                       load_config)
@@ -155,6 +156,8 @@ def main():
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     try:
         runner.train()
+    except UnsafeCheckpointError as e:
+        raise SystemExit(f'tools/train.py: error: {e}') from None
     except (Exception, KeyboardInterrupt) as e:
         log_curriculum_stage(runner, e)
         raise
