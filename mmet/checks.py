@@ -106,6 +106,7 @@ def check_drivable(driver: StageDriver, warn=None) -> None:
             f'has no FourierCrop or StagedRandomResizedCrop (found: '
             f"{found}). Add dict(type='FourierCrop', size=<final size>) "
             'before PackInputs, or give every stage bandwidth=1.0.')
+    _check_magnitude_scale(driver)
     for stage in driver.curriculum.stages:  # each refuses what it cannot
         for t in driver.staged:
             try:
@@ -138,6 +139,21 @@ def check_drivable(driver: StageDriver, warn=None) -> None:
             'every stage the same magnitude.')
     if driver.changes_magnitude:
         _check_randaug_driven(driver)
+
+
+def _check_magnitude_scale(driver: StageDriver) -> None:
+    """Refuse, before anything trains, a curriculum whose largest m lies
+    outside a staged RandAugment's ``total_level``."""
+    top = max(s.magnitude for s in driver.curriculum.stages)
+    for t in driver.magnitude_transforms:
+        level = getattr(t, 'total_level', None)
+        if level is not None and top > level:
+            raise RuntimeError(
+                f'The curriculum raises the RandAugment magnitude to '
+                f'm={top:g}, but {type(t).__name__} has total_level='
+                f'{level:g}, so that m lies outside its scale. Set '
+                "total_level=10 (mmpretrain's scale, which the presets use) "
+                f'or give stages magnitudes of at most {level:g}.')
 
 
 def _check_randaug_driven(driver: StageDriver) -> None:

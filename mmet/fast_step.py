@@ -113,6 +113,21 @@ def _channels_last_inputs(module, args, output):
     return output
 
 
+def _channels_last_from_first_forward(module: torch.nn.Module) -> None:
+    """Put ``module`` in channels_last at its first forward, once.
+
+    Not at once: the Runner initialises the weights after it builds the
+    optimizer, and ``nn.init`` fills a tensor in memory order, so weights
+    initialised in channels_last would be other draws than NCHW's. The
+    parameters stay the same objects (the optimizer's).
+    """
+    def convert(mod, args):
+        mod.to(memory_format=torch.channels_last)
+        handle.remove()
+
+    handle = module.register_forward_pre_hook(convert)
+
+
 @OPTIM_WRAPPERS.register_module()
 class BF16OptimWrapper(OptimWrapper):
     """An optimizer wrapper that runs the forward pass under bf16 autocast,
@@ -184,7 +199,7 @@ class FastStepConstructor:
         if self.channels_last is True or (
                 self.channels_last == 'auto' and on_cuda and
                 is_convolutional(module)):
-            module.to(memory_format=torch.channels_last)
+            _channels_last_from_first_forward(module)
             pre = getattr(module, 'data_preprocessor', None)
             if isinstance(pre, torch.nn.Module):
                 pre.register_forward_hook(_channels_last_inputs)

@@ -273,13 +273,14 @@ def test_demo_trains_two_epochs_of_a_small_folder(tmp_path):
     no iteration of 4-iteration epochs; it is dropped, and said so, instead
     of mmengine's "end should be larger than begin"."""
     root = image_folder(tmp_path / 'data')
-    out = run_demo(root, tmp_path / 'work', '--epochs', '2')
+    # (ET++ at 1.5x of 2 epochs is refused on this per-sample path: its
+    # whole epochs cannot give ten stages one each within the budget)
+    out = run_demo(root, tmp_path / 'work', '--epochs', '2', '--runs',
+                   'baseline', 'efficienttrain')
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.load(open(tmp_path / 'work' / 'demo.json'))
-    assert [(r['method'], r['epochs']) for r in report][:2] == [
+    assert [(r['method'], r['epochs']) for r in report] == [
         ('baseline', 2), ('efficienttrain', 2)]
-    assert [r['method'] for r in report][2:] == ['efficienttrain++',
-                                                 'equal-compute']
     for method in ('baseline', 'efficienttrain'):
         assert f'{method}: the LinearLR of epochs 0 to 0.2 spans no ' \
             "iteration of this run's 4-iteration epochs: dropped" in \

@@ -91,11 +91,16 @@ def installed(path: Optional[List[str]] = None,
     distribution of the same name, the first wins, as it does for imports.
     The checkout ``root`` is skipped: its ``mmet.egg-info`` is what the
     editable install left there, not an installed distribution (it is on
-    the path when Python runs from the checkout, as pytest does).
+    the path when Python runs from the checkout, as pytest does). So are
+    ``_vendor`` folders (setuptools' own copies, which ``pkg_resources``
+    adds to the path).
     """
     path = sys.path if path is None else path
+    # importing pkg_resources (mmengine does) puts setuptools' vendored
+    # packages on sys.path: part of the pinned setuptools, not installed
     path = [p for p in path
-            if osp.realpath(p or os.curdir) != osp.realpath(root)]
+            if osp.realpath(p or os.curdir) != osp.realpath(root) and
+            osp.basename(osp.normpath(p or os.curdir)) != '_vendor']
     found: Dict[str, md.Distribution] = {}
     for dist in md.distributions(path=path):
         name = dist.metadata['Name']

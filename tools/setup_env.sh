@@ -100,6 +100,20 @@ fi
 #    sdist, not on torch, so it is bypassed.
 KEY="$("${LOCKPY[@]}" wheel-key --stack "$STACK" --mmcv-version "$MMCV_VER")"
 MMCV_DIR="$WHEELS/$KEY"
+# Before the lock the cache was keyed by torch's version alone
+# ($WHEELS/[onedl-]torch-<version>), the same torch build and Python: a wheel
+# of this mmcv and Python tag found there is this build, so it is moved
+# under the full key instead of being compiled again.
+TORCH_VER="$(echo "$KEY" | sed -n 's/.*-torch-\([^-]*\)-.*/\1/p')"
+PY_TAG="$(echo "$KEY" | sed -n 's/.*-\(cp[0-9]*\)-linux.*/\1/p')"
+OLD_DIR="$WHEELS/${SUFFIX:+onedl-}torch-$TORCH_VER"
+if [ "$SYNCED" = 0 ] && ! ls "$MMCV_DIR/$MMCV_FILE"-*.whl >/dev/null 2>&1 &&
+        ls "$OLD_DIR/$MMCV_FILE-$PY_TAG-$PY_TAG"-linux_x86_64.whl >/dev/null 2>&1; then
+    log "reusing the $MMCV wheel of $OLD_DIR (the same build, cached under its old key)"
+    mkdir -p "$MMCV_DIR"
+    cp "$OLD_DIR/$MMCV_FILE-$PY_TAG-$PY_TAG"-linux_x86_64.whl "$MMCV_DIR.tmp.whl"
+    mv "$MMCV_DIR.tmp.whl" "$MMCV_DIR/$MMCV_FILE-$PY_TAG-$PY_TAG-linux_x86_64.whl"
+fi
 if [ "$SYNCED" = 0 ] && ! ls "$MMCV_DIR/$MMCV_FILE"-*.whl >/dev/null 2>&1; then
     log "building $MMCV $MMCV_VER with ops for $KEY (7-15 min on 2 cores, once)"
     BUILD="$CACHE/build$SUFFIX"
