@@ -26,8 +26,9 @@ bf16 on CUDA, in four variants, side by side in one process:
 ``tools/benchmark_curriculum.py``'s measurement on random JPEGs, ResNet-50's
 ET speedup on the device pipeline and on the CPU path.
 
-``--tiny`` runs the same code at tiny scale (batch 2, one iteration, the
-real sizes) on the CPU: a smoke test, whose figures mean nothing.
+``--tiny`` runs the same code at tiny scale (narrow, shallow models at the
+real sizes, batch 2, one iteration) on the CPU: a smoke test, whose figures
+mean nothing.
 """
 import argparse
 import copy
@@ -66,6 +67,22 @@ CONFIGS = {
 END_TO_END = {
     'device pipeline': 'configs/device/resnet50_et-device_8xb256_in1k.py',
     'CPU path': 'configs/efficienttrain/resnet50_et_8xb256_in1k.py',
+}
+#: ``--tiny``: each model narrowed and made shallow, at its real sizes
+#: (Swin's windows and ConvNeXt's downsampling need them)
+TINY_MODELS = {
+    'resnet50': dict(backbone=dict(depth=18, stem_channels=8,
+                                   base_channels=8),
+                     head=dict(in_channels=64)),
+    'convnext-t': dict(backbone=dict(arch=dict(
+        _delete_=True, depths=[1, 1, 1, 1], channels=[8, 16, 32, 64])),
+        head=dict(in_channels=64)),
+    'deit-s': dict(backbone=dict(arch=dict(
+        _delete_=True, embed_dims=32, num_layers=1, num_heads=1,
+        feedforward_channels=64)), head=dict(in_channels=32)),
+    'swin-t': dict(backbone=dict(arch=dict(
+        _delete_=True, embed_dims=8, depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 1, 1])), head=dict(in_channels=64)),
 }
 FAMILIES = {'resnet50': 'resnet', 'convnext-t': 'convnext',
             'deit-s': 'deit', 'swin-t': 'swin'}
@@ -249,6 +266,7 @@ def end_to_end(args, path: str) -> dict:
     cfg.train_dataloader.num_workers = min(16, os.cpu_count() or 1)
     cfg.optim_wrapper.accumulative_counts = args.accumulation
     if args.tiny:
+        cfg.merge_from_dict(dict(model=TINY_MODELS['resnet50']))
         cfg.train_dataloader.num_workers = 1
     else:
         cfg.optim_wrapper.update(type='AmpOptimWrapper', dtype='bfloat16')
@@ -272,6 +290,8 @@ def main(argv=None):
                   sizes=list(args.sizes), models={}, end_to_end={})
     for name, path in CONFIGS.items():
         cfg = load_config(osp.join(ROOT, path))
+        if args.tiny:
+            cfg.merge_from_dict(dict(model=TINY_MODELS[name]))
         row = dict(rates={})
         for variant in VARIANTS:
             row['rates'][variant] = bare_rates(args, cfg, device) \
