@@ -97,6 +97,16 @@ def _refused_global(error: Exception) -> str:
     return name
 
 
+def _refusal(where, what: str) -> UnsafeCheckpointError:
+    """The refusal of a checkpoint ``where`` that holds ``what``."""
+    return UnsafeCheckpointError(
+        f'{where} holds {what} beyond the tensors, numbers and containers '
+        "of mmengine's, mmpretrain's and mmet's checkpoints, so it was not "
+        'loaded: unpickling it could run code. If you trust the file, load '
+        f"it with {UNSAFE_ENV}=1 (or --unsafe-load on mmet's tools); else "
+        'ask its author for a weights-only copy.')
+
+
 def load_safely(file, map_location=None, allow_unsafe: bool = False,
                 **kwargs):
     """``torch.load`` with ``weights_only=True`` and :data:`SAFE_GLOBALS`.
@@ -119,13 +129,7 @@ def load_safely(file, map_location=None, allow_unsafe: bool = False,
                       logger='current', level=30)
             return torch.load(file, map_location=map_location,
                               weights_only=False, **kwargs)
-        what = f' {_refused_global(error)}'
-        raise UnsafeCheckpointError(
-            f'{where} holds{what} beyond the tensors, numbers and containers '
-            "of mmengine's, mmpretrain's and mmet's checkpoints, so it was "
-            'not loaded: unpickling it could run code. If you trust the '
-            f'file, load it with {UNSAFE_ENV}=1 (or --unsafe-load on mmet\'s '
-            'tools); else ask its author for a weights-only copy.') from None
+        raise _refusal(where, _refused_global(error)) from None
     except Exception as error:
         path = osp.abspath(osp.expanduser(str(file))) \
             if isinstance(file, (str, Path)) else None
@@ -154,12 +158,7 @@ def safe_loading(allow_unsafe: bool = False) -> None:
                 return torch.hub.load_state_dict_from_url(url, *args,
                                                           **kwargs)
         except pickle.UnpicklingError:
-            raise UnsafeCheckpointError(
-                f'{url} holds objects beyond the tensors, numbers and '
-                "containers of mmengine's, mmpretrain's and mmet's "
-                'checkpoints, so it was not loaded: unpickling it could run '
-                f'code. If you trust it, load it with {UNSAFE_ENV}=1 (or '
-                "--unsafe-load on mmet's tools).") from None
+            raise _refusal(url, 'objects') from None
 
     compat.set_checkpoint_loaders(load, load_url)
 
